@@ -1,0 +1,1 @@
+"""Hearth provider node: watcher -> guardian -> processor -> runner -> submitter, journal, HTTP API."""
