@@ -296,11 +296,20 @@ class FileDAG:
     soon as it is complete, so an adder can store blocks without holding the file.
     """
 
-    def __init__(self, cid_version: int = 0, sink: BlockSink | None = None, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        cid_version: int = 0,
+        sink: BlockSink | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        raw_leaves: bool | None = None,
+    ) -> None:
         if cid_version not in (0, 1):
             raise InvalidCID(f"cid version must be 0 or 1, not {cid_version}")
+        if raw_leaves and cid_version == 0:
+            raise InvalidCID("raw leaves need CIDv1")
         self.version = cid_version
-        self.raw_leaves = cid_version == 1
+        # Kubo: --cid-version=1 implies raw leaves unless --raw-leaves=false is given
+        self.raw_leaves = cid_version == 1 if raw_leaves is None else raw_leaves
         self.sink = sink
         self.chunk_size = chunk_size
         self._buf = bytearray()
