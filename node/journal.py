@@ -1,0 +1,156 @@
+"""The node's journal (SQLite): every step of every job is durable before the next begins.
+
+Steps of a job, in order:
+    seen -> claim_signed -> claimed -> ran -> uploaded -> complete_signed -> completed
+with terminal side exits: skipped (guardian said no), lost (another provider claimed first),
+expired (deadline passed), failed (an error we cannot retry). A signed transaction is stored
+(raw bytes and hash) before it is broadcast, so after a crash the very same transaction is
+re-sent, never a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STEPS = ("seen", "claim_signed", "claimed", "ran", "uploaded", "complete_signed", "completed")
+TERMINAL = ("completed", "skipped", "lost", "expired", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id INTEGER PRIMARY KEY,
+    step TEXT NOT NULL,
+    posted TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    reason TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS timeline (
+    job_id INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    at REAL NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS timeline_job ON timeline(job_id);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class JobRecord:
+    """One journaled job."""
+
+    job_id: int
+    step: str
+    posted: dict[str, Any]
+    data: dict[str, Any]
+    reason: str | None
+    updated: float
+
+
+class Journal:
+    """Thread-safe SQLite journal with synchronous=FULL commits."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def add(self, job_id: int, posted: dict[str, Any]) -> bool:
+        """Record a newly seen job; False if it was already known."""
+        now = time.time()
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO jobs(job_id, step, posted, updated) VALUES (?, 'seen', ?, ?)",
+                (job_id, json.dumps(posted), now),
+            )
+            if cur.rowcount:
+                self._db.execute("INSERT INTO timeline VALUES (?, 'seen', ?, NULL)", (job_id, now))
+            return bool(cur.rowcount)
+
+    def advance(self, job_id: int, step: str, reason: str | None = None, **data: Any) -> None:
+        """Move a job to `step`, merging `data` into its record, in one transaction."""
+        now = time.time()
+        with self._lock:
+            row = self._db.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            merged = {**json.loads(row[0]), **data} if row else data
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "UPDATE jobs SET step=?, data=?, reason=COALESCE(?, reason), updated=? WHERE job_id=?",
+                (step, json.dumps(merged), reason, now, job_id),
+            )
+            self._db.execute("INSERT INTO timeline VALUES (?, ?, ?, ?)", (job_id, step, now, reason))
+            self._db.execute("COMMIT")
+
+    def get(self, job_id: int) -> JobRecord | None:
+        """One job's record."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT job_id, step, posted, data, reason, updated FROM jobs WHERE job_id=?", (job_id,)
+            ).fetchone()
+        return _record(row) if row else None
+
+    def jobs(self, step: str | None = None, limit: int = 1000) -> list[JobRecord]:
+        """Jobs, newest first, optionally in one step."""
+        q = "SELECT job_id, step, posted, data, reason, updated FROM jobs"
+        args: tuple[Any, ...] = ()
+        if step:
+            q += " WHERE step=?"
+            args = (step,)
+        q += " ORDER BY job_id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(q, (*args, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def open_jobs(self) -> list[JobRecord]:
+        """Jobs not in a terminal step, oldest first (what a restart resumes)."""
+        marks = ",".join("?" * len(TERMINAL))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT job_id, step, posted, data, reason, updated FROM jobs WHERE step NOT IN ({marks}) "  # noqa: S608
+                "ORDER BY job_id",
+                TERMINAL,
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def timeline(self, job_id: int) -> list[dict[str, Any]]:
+        """Every step a job went through, with times."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT step, at, detail FROM timeline WHERE job_id=? ORDER BY rowid", (job_id,)
+            ).fetchall()
+        return [{"step": s, "at": at, "detail": d} for s, at, d in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per step."""
+        with self._lock:
+            rows = self._db.execute("SELECT step, COUNT(*) FROM jobs GROUP BY step").fetchall()
+        return {s: int(n) for s, n in rows}
+
+    def get_kv(self, key: str) -> str | None:
+        """A stored value (cursor, ...)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_kv(self, key: str, value: str) -> None:
+        """Store a value durably."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(int(row[0]), row[1], json.loads(row[2]), json.loads(row[3]), row[4], float(row[5]))
