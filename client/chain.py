@@ -7,7 +7,7 @@ import ast
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -87,7 +87,7 @@ def decode_revert(data: str | bytes) -> ContractError | None:
         return ContractError("Error", {"message": abi_decode(["string"], body)[0]})
     if sel in _ERRORS:
         name, names, types = _ERRORS[sel]
-        values = abi_decode(types, body)
+        values = [to_checksum_address(v) if t == "address" else v for t, v in zip(types, abi_decode(types, body))]
         args = {n: (STATES[v] if name == "InvalidState" and n == "state" else v) for n, v in zip(names, values)}
         return ContractError(name, args, _HINTS.get(name))
     return ContractError("UnknownError", {"data": "0x" + raw.hex()})
@@ -466,7 +466,9 @@ class Market:
 
     def job_posted_id(self, receipt: TxReceipt) -> int:
         """The job id a post transaction created."""
-        evs = self.contract.events.JobPosted().process_receipt(receipt)
+        from web3.logs import DISCARD
+
+        evs = self.contract.events.JobPosted().process_receipt(receipt, errors=DISCARD)
         return int(evs[0]["args"]["jobId"])
 
 
@@ -483,7 +485,3 @@ def chunked_ranges(start: int, end: int, step: int) -> Iterator[tuple[int, int]]
         yield a, b
         a = b + 1
 
-
-def sum_values(values: Sequence[int]) -> int:
-    """Sum helper kept for typed call sites."""
-    return sum(values)

@@ -1,0 +1,29 @@
+"""Shared fixtures: chain backends (eth-tester and anvil), snapshots per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+os.environ["HEARTH_HOME"] = tempfile.mkdtemp(prefix="hearth-test-")
+
+from tests.backends import AnvilBackend, Backend, EthTesterBackend  # noqa: E402
+
+
+@pytest.fixture(scope="session", params=["eth-tester", "anvil"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each contract test runs on both backends."""
+    b: Backend = EthTesterBackend() if request.param == "eth-tester" else AnvilBackend()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[AnvilBackend]:
+    """A real anvil for tests that need one (gas, node)."""
+    b = AnvilBackend()
+    yield b
+    b.close()

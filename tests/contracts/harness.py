@@ -1,0 +1,151 @@
+"""A JobMarket under test: deploy, act as clients and providers, and check the balance
+invariant after every operation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from client import artifacts
+from client.chain import ZERO_ADDRESS, JobTerms, Market, Sender
+from client.deploy import SUPPLY, TOKEN
+from client.errors import ContractError
+from tests.backends import Backend
+
+OPEN_STATES = ("Posted", "Claimed", "Completed", "Disputed")
+MODEL_V0 = bytes.fromhex("1220") + keccak(b"model-v0")
+MODEL_V1 = bytes.fromhex("01551220") + keccak(b"model-v1")
+SPEC = bytes.fromhex("1220") + keccak(b"spec")
+RESULT = bytes.fromhex("01701220") + keccak(b"result")
+
+
+def deploy_contract(b: Backend, sender: Sender, name: str, *args: Any) -> str:
+    """Deploy one contract; returns its address."""
+    art = artifacts.load(name)
+    ctor = b.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]).constructor(*args)
+    return str(sender.transact(ctor)["contractAddress"])  # type: ignore[arg-type]
+
+
+@dataclass
+class Harness:
+    """One deployed market and its actors."""
+
+    b: Backend
+    market: Market
+    arbiter_address: str
+    owner: LocalAccount
+    senders: dict[str, Sender]
+    dispute_window: int
+    collateral_bps: int
+    jobs: dict[int, JobTerms] = field(default_factory=dict)
+    accounts: set[str] = field(default_factory=set)
+
+    # ---------------------------------------------------------------- actors
+    def s(self, acct: LocalAccount) -> Sender:
+        if acct.address not in self.senders:
+            self.senders[acct.address] = Sender(self.b.w3, acct)
+        self.accounts.add(acct.address)
+        return self.senders[acct.address]
+
+    def op(self, acct: LocalAccount, name: str, *args: Any) -> Any:
+        """Send a JobMarket transaction as `acct`, then check the invariant."""
+        receipt = self.s(acct).transact(self.market.fn(name, *args))
+        self.check_invariant()
+        return receipt
+
+    def expect_revert(self, error: str, acct: LocalAccount, name: str, *args: Any, **error_args: Any) -> ContractError:
+        """The call must revert with exactly this custom error (and these arguments)."""
+        with pytest.raises(ContractError) as info:
+            self.s(acct).transact(self.market.fn(name, *args))
+        assert info.value.name == error, f"expected {error}, got {info.value}"
+        for k, v in error_args.items():
+            assert info.value.error_args[k] == v, f"{error}.{k}: expected {v}, got {info.value.error_args[k]}"
+        self.s(acct).resync()
+        self.check_invariant()
+        return info.value
+
+    def fund(self, acct: LocalAccount, tokens: int = 1000, deposit: int = 500) -> None:
+        """Give `acct` tokens and deposit some into the market."""
+        self.s(self.owner).transact(self.market.token.functions.transfer(acct.address, tokens * TOKEN))
+        self.s(acct).transact(self.market.token.functions.approve(self.market.address, 2**256 - 1))
+        if deposit:
+            self.op(acct, "deposit", deposit * TOKEN)
+
+    def register(self, acct: LocalAccount, stake: int = 100, models: tuple[bytes, ...] = (MODEL_V0,)) -> None:
+        """Fund and register a provider."""
+        self.fund(acct, 1000, stake + 100)
+        self.op(acct, "register", stake * TOKEN, TOKEN // 100, list(models))
+
+    def post(self, client: LocalAccount, payment: int = TOKEN, claim_in: int = 3600, window: int = 600,
+             provider: str = ZERO_ADDRESS, model: bytes = MODEL_V0, spec: bytes = SPEC) -> int:
+        """Post a job; returns its id (terms remembered)."""
+        deadline = self.b.now() + claim_in
+        r = self.s(client).transact(
+            self.market.fn("postJob", self.market.post_params(model, spec, payment, deadline, window, provider))
+        )
+        job_id = self.market.job_posted_id(r)
+        self.jobs[job_id] = self.market.posted(job_id).terms
+        self.check_invariant()
+        return job_id
+
+    def terms(self, job_id: int) -> tuple[Any, ...]:
+        return self.jobs[job_id].as_tuple()
+
+    def claim(self, provider: LocalAccount, job_id: int) -> Any:
+        r = self.op(provider, "claim", job_id, self.terms(job_id))
+        self.jobs[job_id] = self.jobs[job_id].with_provider(provider.address)
+        return r
+
+    def complete(self, provider: LocalAccount, job_id: int, output_hash: bytes = b"\x11" * 32) -> Any:
+        return self.op(provider, "complete", job_id, self.terms(job_id), RESULT, output_hash)
+
+    # ---------------------------------------------------------------- views
+    def state(self, job_id: int) -> str:
+        return self.market.job(job_id).state
+
+    def balance(self, addr: str) -> int:
+        return self.market.account(addr).balance
+
+    def stake(self, addr: str) -> int:
+        return self.market.account(addr).stake
+
+    def collateral(self, payment: int) -> int:
+        return payment * self.collateral_bps // 10_000
+
+    def check_invariant(self) -> None:
+        """Market token balance == internal balances + stakes + escrow of open jobs."""
+        m = self.market
+        held = m.token_balance(m.address)
+        owed = 0
+        for a in self.accounts | {self.owner.address}:
+            acct = m.account(a)
+            owed += acct.balance + acct.stake
+        for job_id, terms in self.jobs.items():
+            st = self.state(job_id)
+            if st in OPEN_STATES:
+                owed += terms.payment
+                if st != "Posted":
+                    owed += self.collateral(terms.payment)
+        assert held == owed, f"invariant broken: market holds {held}, owes {owed}"
+
+
+def make_harness(b: Backend, dispute_window: int = 0, arbiter: str | None = None,
+                 collateral_bps: int = 1000) -> Harness:
+    """Deploy token, arbiter and market on `b`."""
+    owner = b.accounts[0]
+    senders: dict[str, Sender] = {}
+    s = Sender(b.w3, owner)
+    senders[owner.address] = s
+    token = deploy_contract(b, s, "HearthToken", owner.address, SUPPLY)
+    arb = arbiter or deploy_contract(b, s, "SimpleArbiter", owner.address)
+    market = deploy_contract(b, s, "JobMarket", token, arb, collateral_bps, dispute_window, 86_400, 3_600, 10 * TOKEN)
+    m = Market(b.w3, market, token, 0)
+    return Harness(b, m, arb, owner, senders, dispute_window, collateral_bps)
+
+
+Factory = Callable[..., Harness]
