@@ -477,7 +477,8 @@ def _print_update(u: Any, as_json: bool) -> None:
 
 @job_group.command("submit")
 @click.option("--model", "model", default="smollm2-135m", show_default=True, help="model name or CID")
-@click.option("--prompt", help="prompt text")
+@click.option("--prompt", help="prompt text (sent as one user chat message; see --raw)")
+@click.option("--raw", is_flag=True, help="send --prompt as a raw completion prompt, without the chat template")
 @click.option("--messages", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file with chat messages [{role, content}]")
 @click.option("--max-tokens", default=64, show_default=True, type=int)
@@ -494,7 +495,7 @@ def _print_update(u: Any, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, max_tokens: int, temperature: float,
-               top_p: float, seed: int, stop: tuple[str, ...], payment: str, provider: str | None,
+               top_p: float, seed: int, stop: tuple[str, ...], payment: str, provider: str | None, raw: bool,
                claim_timeout: str, completion: str, no_wait: bool, auto_expire: bool, as_json: bool) -> None:
     """Post a job with its payment locked, follow it live, and print the verified answer."""
     from client import jobs, models
@@ -506,6 +507,12 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
             msgs = json.loads(messages.read_text())
         except json.JSONDecodeError as e:
             raise UserError(f"{messages} is not JSON: {e}") from None
+    if prompt is not None and messages is not None:
+        raise UserError("give --prompt or --messages, not both")
+    if prompt is None and messages is None:
+        raise UserError("nothing to ask", hint='pass --prompt "..." or --messages FILE')
+    if prompt is not None and not raw:
+        msgs, prompt = [{"role": "user", "content": prompt}], None
     if provider is not None and not Web3.is_address(provider):
         raise UserError(f"not an address: {provider}")
     ref = models.resolve(model)
@@ -700,6 +707,3 @@ def main() -> None:
     except KeyboardInterrupt:
         _fail("interrupted", code=130)
 
-
-if __name__ == "__main__":
-    main()
