@@ -48,8 +48,10 @@ class EthTesterBackend:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def advance(self, seconds: int) -> None:
-        # eth-tester has no evm_increaseTime: time_travel mines a block at the new timestamp.
-        self.tester.time_travel(self.now() + seconds)
+        # eth-tester has no evm_increaseTime: time_travel mines a block at the new timestamp
+        # (counted from the pending block, which may already be ahead of the latest).
+        pending = int(self.tester.get_block_by_number("pending")["timestamp"])
+        self.tester.time_travel(max(pending, self.now()) + seconds)
 
     def snapshot(self) -> Any:
         return self.tester.take_snapshot()

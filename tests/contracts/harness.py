@@ -17,6 +17,7 @@ from client.deploy import SUPPLY, TOKEN
 from client.errors import ContractError
 from tests.backends import Backend
 
+FIXED_GAS = 3_000_000  # skips gas estimation; reverts are decoded from the receipt
 OPEN_STATES = ("Posted", "Claimed", "Completed", "Disputed")
 MODEL_V0 = bytes.fromhex("1220") + keccak(b"model-v0")
 MODEL_V1 = bytes.fromhex("01551220") + keccak(b"model-v1")
@@ -28,7 +29,7 @@ def deploy_contract(b: Backend, sender: Sender, name: str, *args: Any) -> str:
     """Deploy one contract; returns its address."""
     art = artifacts.load(name)
     ctor = b.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]).constructor(*args)
-    return str(sender.transact(ctor)["contractAddress"])  # type: ignore[arg-type]
+    return str(sender.transact(ctor, gas=10_000_000)["contractAddress"])  # type: ignore[arg-type]
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Harness:
     # ---------------------------------------------------------------- actors
     def s(self, acct: LocalAccount) -> Sender:
         if acct.address not in self.senders:
-            self.senders[acct.address] = Sender(self.b.w3, acct)
+            self.senders[acct.address] = Sender(self.b.w3, acct, fixed_gas=FIXED_GAS)
         self.accounts.add(acct.address)
         return self.senders[acct.address]
 
@@ -139,12 +140,12 @@ def make_harness(b: Backend, dispute_window: int = 0, arbiter: str | None = None
     """Deploy token, arbiter and market on `b`."""
     owner = b.accounts[0]
     senders: dict[str, Sender] = {}
-    s = Sender(b.w3, owner)
+    s = Sender(b.w3, owner, fixed_gas=FIXED_GAS)
     senders[owner.address] = s
     token = deploy_contract(b, s, "HearthToken", owner.address, SUPPLY)
     arb = arbiter or deploy_contract(b, s, "SimpleArbiter", owner.address)
     market = deploy_contract(b, s, "JobMarket", token, arb, collateral_bps, dispute_window, 86_400, 3_600, 10 * TOKEN)
-    m = Market(b.w3, market, token, 0)
+    m = Market(b.w3, market, token, int(b.w3.eth.block_number))
     return Harness(b, m, arb, owner, senders, dispute_window, collateral_bps)
 
 

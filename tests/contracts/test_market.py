@@ -256,7 +256,7 @@ def test_complete_pays_at_once_without_window(h: Harness) -> None:
     assert h.state(job) == "Settled"
     assert h.balance(prov.address) == before + 4 * TOKEN
     assert h.stake(prov.address) == 50 * TOKEN
-    ev = h.market.logs("JobCompleted", 0, "latest", jobId=job)[0]["args"]
+    ev = h.market.logs("JobCompleted", h.market.deploy_block, "latest", jobId=job)[0]["args"]
     assert bytes(ev["resultCid"]) == RESULT and bytes(ev["outputHash"]) == b"\x11" * 32
     # a settled job is never paid twice
     h.expect_revert("InvalidState", prov, "complete", job, h.terms(job), RESULT, b"\x11" * 32,
