@@ -45,7 +45,9 @@ class EthTesterBackend:
         self.accounts = [Account.from_key(k.to_bytes()) for k in keys[:10]]
 
     def now(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        # the next transaction is mined in the pending block, whose clock may run ahead
+        return max(int(self.w3.eth.get_block("latest")["timestamp"]),
+                   int(self.tester.get_block_by_number("pending")["timestamp"]))
 
     def advance(self, seconds: int) -> None:
         # eth-tester has no evm_increaseTime: time_travel mines a block at the new timestamp

@@ -214,13 +214,13 @@ SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
 
 
 @SETTINGS
-@given(ops=st.lists(op, min_size=3, max_size=18))
+@given(ops=st.lists(op, min_size=3, max_size=14))
 def test_random_sequences_pay_at_once(worlds, ops) -> None:  # type: ignore[no-untyped-def]
     run_sequence(worlds("eth-tester", 0), ops)
 
 
 @SETTINGS
-@given(ops=st.lists(op, min_size=3, max_size=18))
+@given(ops=st.lists(op, min_size=3, max_size=14))
 def test_random_sequences_with_dispute_window(worlds, ops) -> None:  # type: ignore[no-untyped-def]
     run_sequence(worlds("eth-tester", 300), ops)
 
