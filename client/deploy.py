@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -82,8 +83,9 @@ def deploy(w3: Web3, sender: Sender, network: str, params: MarketParams = Market
 
 
 def deployment_path(network: str) -> Path:
-    """deployments/<network>.json"""
-    return DEPLOYMENTS_DIR / f"{network}.json"
+    """deployments/<network>.json (HEARTH_DEPLOYMENTS_DIR moves the folder, e.g. for tests)."""
+    base = Path(os.environ["HEARTH_DEPLOYMENTS_DIR"]) if os.environ.get("HEARTH_DEPLOYMENTS_DIR") else DEPLOYMENTS_DIR
+    return base / f"{network}.json"
 
 
 def save(d: Deployment, path: Path | None = None) -> Path:

@@ -234,7 +234,9 @@ def node_bench(n_jobs: int = 50, overhead_jobs: int = 10) -> dict[str, Any]:
             anvil, rpc = start_anvil()
             procs.append(anvil)
             w3 = connect(rpc)
-            d, _ = ensure_deployed(w3, "bench", Path(home) / "bench.json")
+            os.environ["HEARTH_DEPLOYMENTS_DIR"] = f"{home}/deploy"
+            env["HEARTH_DEPLOYMENTS_DIR"] = f"{home}/deploy"
+            d, _ = ensure_deployed(w3)
             ipfs_port = free_port()
             procs.append(subprocess.Popen([sys.executable, "-m", "client.ipfs_daemon", "--data", f"{home}/ipfs",
                                            "--port", str(ipfs_port)], env=env))
@@ -243,10 +245,11 @@ def node_bench(n_jobs: int = 50, overhead_jobs: int = 10) -> dict[str, Any]:
             shutil.copy(Path(home) / "bench.json", Path(home) / "deployments-bench.json")
             node_port = free_port()
             node_env = {**env, "HEARTH_DEPLOYMENT_FILE": str(Path(home) / "bench.json")}
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "client", "--network", "bench", "--rpc-url", rpc, "--ipfs-api", api,
-                 "node", "run", "--api-port", str(node_port)], env=node_env,
-                stdout=open(Path(home) / "node.log", "wb"), stderr=subprocess.STDOUT))  # noqa: SIM115
+            with open(Path(home) / "node.log", "wb") as node_log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "client", "--rpc-url", rpc, "--ipfs-api", api,
+                     "node", "run", "--api-port", str(node_port)], env=node_env, stdout=node_log,
+                    stderr=subprocess.STDOUT))
             wait_until(lambda: httpx.get(f"http://127.0.0.1:{node_port}/health").status_code == 200, 120,
                        "node", procs[-1])
             market = d.market_binding(w3)

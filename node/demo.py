@@ -45,10 +45,10 @@ def main() -> int:
             wait_until(lambda: port_open(ipfs_port), 30, "IPFS daemon", procs[-1])
             log(f"embedded IPFS daemon at {ipfs_api}")
             api_port = free_port()
-            node_log = open(Path(home) / "node.log", "wb")  # noqa: SIM115  (closed with the directory)
             common = ["--rpc-url", rpc, "--ipfs-api", ipfs_api]
-            procs.append(subprocess.Popen([*HEARTH, *common, "node", "run", "--api-port", str(api_port)],
-                                          env=env, stdout=node_log, stderr=subprocess.STDOUT))
+            with open(Path(home) / "node.log", "wb") as node_log:  # the child keeps its own descriptor
+                procs.append(subprocess.Popen([*HEARTH, *common, "node", "run", "--api-port", str(api_port)],
+                                              env=env, stdout=node_log, stderr=subprocess.STDOUT))
             try:
                 wait_until(lambda: httpx.get(f"http://127.0.0.1:{api_port}/health").status_code == 200, 120,
                            "provider node", procs[-1])

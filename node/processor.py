@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,13 @@ from node.journal import Journal, JobRecord
 from node.runner import ModelStore, RunnerPool, RunResult, engine_info
 
 log = logging.getLogger("hearth.node")
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: HEARTH_TEST_CRASH_AT=<name> makes the node
+    die here exactly as `kill -9` would (no cleanup, no flush beyond what is already durable)."""
+    if os.environ.get("HEARTH_TEST_CRASH_AT") == name:
+        os._exit(137)
+
 
 # Contract errors that mean "someone else got there first" or "too late": expected, not failures.
 LOST = {"InvalidState", "NotProvider"}
@@ -275,13 +283,16 @@ class Processor:
                 return
             raise
         self._send_step(job.job_id, "claim", tx)
+        crash_point("claimed")
         self._claimed(job, spec)
 
     def _send_step(self, job_id: int, what: str, tx: Prepared) -> None:
         # Journal the signed transaction before it leaves: a restart re-sends these bytes.
         self.journal.advance(job_id, f"{what}_signed", **{f"{what}_tx": tx.tx_hash, f"{what}_raw": tx.raw.hex(),
                                                          f"{what}_nonce": tx.nonce})
+        crash_point(f"{what}_signed")
         self.sender.broadcast(tx)
+        crash_point(f"{what}_sent")
         receipt = self.sender.wait(tx.tx_hash)
         self.journal.advance(job_id, "claimed" if what == "claim" else "completed",
                              **{f"{what}_gas": int(receipt["gasUsed"]), f"{what}_block": int(receipt["blockNumber"])})
@@ -291,6 +302,8 @@ class Processor:
         sha, size = self.model_shas[job.model_cid]
         runner = self.runners.get(self.models.ensure(str(CID.parse(job.model_cid)), sha, size))
         fut = runner.submit(spec)
+        if os.environ.get("HEARTH_TEST_CRASH_AT") == "inference":
+            threading.Timer(0.05, crash_point, ("inference",)).start()  # dies while the model runs
         fut.add_done_callback(lambda f: self._ran(job, spec, f))
 
     def _ran(self, job: PostedJob, spec: JobSpec, fut: Future[RunResult]) -> None:
@@ -325,6 +338,7 @@ class Processor:
             )
             result_cid = self.ipfs.add(sign_result(self.account, body).to_bytes(), pin=True)
             self.journal.advance(job.job_id, "uploaded", result_cid=str(result_cid))
+            crash_point("uploaded")
             rec = self.journal.get(job.job_id)
             assert rec is not None
         result_cid_bytes = CID.parse(rec.data["result_cid"]).to_bytes()

@@ -1,0 +1,142 @@
+"""The provider node as a separate process against real anvil, the real contracts, the embedded
+IPFS daemon and the bundled SmolLM2 model."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import httpx
+import pytest
+from eth_utils import keccak
+
+from client.cid import CID
+from client.jobs import fetch_result
+from client.ipfs import KuboClient
+from tests.market_env import Env
+
+PROMPT = "What is the capital of France? Answer in one word."
+
+
+def submit(env: Env, *extra: str, prompt: str = PROMPT) -> dict:
+    return env.hearth_json("job", "submit", "--prompt", prompt, "--max-tokens", "16", *extra)  # type: ignore[no-any-return]
+
+
+def post_only(env: Env, *extra: str, prompt: str = PROMPT) -> int:
+    out = env.hearth_json("job", "submit", "--prompt", prompt, "--max-tokens", "16", "--no-wait", *extra)
+    return int(out["job_id"])
+
+
+def test_job_is_claimed_run_and_completed_with_matching_hash(env: Env) -> None:
+    node = env.start_node()
+    out = submit(env)
+    assert "Paris" in out["output"]
+    job_id = out["job_id"]
+    assert env.market.job(job_id).state == "Settled"
+    # the on-chain output hash is the sha256 of the output in the result on IPFS
+    ev = env.market.logs("JobCompleted", env.market.deploy_block, "latest", jobId=job_id)[0]["args"]
+    with KuboClient(env.ipfs_api) as k:
+        vr = fetch_result(env.market, k, job_id)
+    assert hashlib.sha256(vr.result.output.encode()).digest() == bytes(ev["outputHash"])
+    assert str(CID.parse(bytes(ev["resultCid"]))) == out["result_cid"]
+    view = node.get(f"/jobs/{job_id}")
+    assert view["step"] == "completed"
+    assert [t["step"] for t in view["timeline"]] == [
+        "seen", "claim_signed", "claimed", "ran", "uploaded", "complete_signed", "completed"]
+
+
+def test_api_status_metrics_and_dashboard(env: Env) -> None:
+    node = env.start_node()
+    submit(env)
+    status = node.get("/status")
+    assert status["provider_status"] == "Active" and status["chain_id"] == 11155111
+    assert status["models_loaded"] and status["jobs"]["completed"] == 1
+    metrics = httpx.get(node.api + "/metrics").text
+    assert 'hearth_jobs{step="completed"} 1' in metrics and "hearth_tokens_generated_total" in metrics
+    assert "Hearth provider node" in httpx.get(node.api + "/").text
+    assert httpx.get(node.api + "/jobs/999").status_code == 404
+    assert node.get("/health")["ok"] is True
+    assert "key" not in httpx.get(node.api + "/status").text.lower().replace("keystore", "")
+
+
+@pytest.mark.parametrize("crash_at", ["claimed", "inference", "uploaded", "complete_signed", "complete_sent"])
+def test_crash_at_each_step_completes_exactly_once(env: Env, crash_at: str) -> None:
+    node = env.start_node(crash_at=crash_at)
+    job_id = post_only(env)
+    node.proc.wait(timeout=60)  # the node dies at the injected point, as with kill -9
+    assert node.proc.returncode == 137
+    node2 = env.start_node()
+    node2.wait_job(job_id, ("completed",))
+    assert env.market.job(job_id).state == "Settled"
+    assert len(env.market.logs("JobClaimed", env.market.deploy_block, "latest", jobId=job_id)) == 1
+    assert len(env.market.logs("JobCompleted", env.market.deploy_block, "latest", jobId=job_id)) == 1
+    # never a transaction twice: the provider sent registration txs, one claim and one complete
+    provider = node2.get("/status")["address"]
+    txs = [tx for n in range(env.market.deploy_block, env.w3.eth.block_number + 1)
+           for tx in env.w3.eth.get_block(n, full_transactions=True)["transactions"] if tx["from"] == provider]
+    selectors = [bytes(tx["input"])[:4] for tx in txs if tx["to"] == env.market.address]
+    terms = "(address,uint96,address,uint32,uint16,bytes32)"
+    claim_sel = keccak(text=f"claim(uint256,{terms})")[:4]
+    complete_sel = keccak(text=f"complete(uint256,{terms},bytes,bytes32)")[:4]
+    assert selectors.count(claim_sel) == 1
+    assert selectors.count(complete_sel) == 1
+
+
+def test_real_sigkill_during_inference_then_restart(env: Env) -> None:
+    node = env.start_node()
+    job_id = post_only(env, prompt="Write a long poem about the sea and the wind, with many verses.")
+    deadline = time.monotonic() + 30
+    while node.get(f"/jobs/{job_id}")["step"] != "claimed" if httpx.get(f"{node.api}/jobs/{job_id}").status_code == 200 \
+            else True:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    env.kill_node(node)  # SIGKILL while the model runs
+    node2 = env.start_node()
+    node2.wait_job(job_id, ("completed",))
+    assert env.market.job(job_id).state == "Settled"
+
+
+def test_catch_up_after_node_downtime(env: Env) -> None:
+    node = env.start_node()
+    submit(env)
+    env.kill_node(node)
+    job_id = post_only(env)  # posted while no node runs
+    node2 = env.start_node()
+    node2.wait_job(job_id, ("completed",))
+
+
+@pytest.mark.slow
+def test_rpc_down_30s_then_back(env: Env) -> None:
+    node = env.start_node()
+    submit(env)
+    env.stop_anvil()
+    time.sleep(30)
+    assert node.get("/health")["rpc"] is False
+    env.restart_anvil()
+    job_id = post_only(env)
+    node.wait_job(job_id, ("completed",), timeout=90)
+    assert env.market.job(job_id).state == "Settled"
+
+
+def test_tampered_spec_is_never_claimed(env: Env) -> None:
+    node = env.start_node()
+    env.kill_node(node)
+    job_id = post_only(env)
+    env.corrupt_block_of(str(CID.parse(env.market.posted(job_id).spec_cid)))
+    node2 = env.start_node()
+    view = node2.wait_job(job_id, ("skipped",))
+    assert "failed verification" in view["reason"]
+    assert env.market.job(job_id).state == "Posted"  # no claim, no gas spent
+
+
+def test_tampered_model_is_never_run(env: Env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"GGUF" + bytes(range(256)) * 2000)
+    added = env.hearth_json("model", "add", str(fake), "--name", "fake")
+    fake.unlink()  # the node must fetch it from IPFS, where it is tampered with
+    env.corrupt_block_of(added["cid"])
+    node = env.start_node(extra=("--model", "fake", "--model", "smollm2-135m"))
+    job_id = post_only(env, "--model", "fake")
+    view = node.wait_job(job_id, ("skipped",))
+    assert "failed verification" in view["reason"]
+    assert env.market.job(job_id).state == "Posted"
