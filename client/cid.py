@@ -147,6 +147,17 @@ class CID:
     @staticmethod
     def parse(value: str | bytes) -> CID:
         """Parse a CID string (v0 base58, v1 base32) or binary CID; InvalidCID otherwise."""
+        try:
+            return CID._parse(value)
+        except InvalidCID as e:
+            if str(e).startswith("not a CID"):
+                raise
+            shown = value if isinstance(value, str) else "0x" + value.hex()
+            raise InvalidCID(f"not a CID: {shown!r} ({e})",
+                             hint="a CID looks like Qm... (v0) or bafy.../bafk... (v1)") from None
+
+    @staticmethod
+    def _parse(value: str | bytes) -> CID:
         if isinstance(value, bytes):
             return _from_bytes(value)
         text = value.strip()

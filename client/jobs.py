@@ -77,7 +77,8 @@ def post(
                 hint="get tokens (on the devnet: hearth account faucet), then retry",
             )
     spec_cid = ipfs.add(spec.to_bytes(), pin=True)
-    now = int(market.w3.eth.get_block("latest")["timestamp"])
+    # The next block's time: the latest block may be old on an idle automining devnet.
+    now = max(int(market.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
     deadline = now + claim_timeout
     params = market.post_params(
         CID.parse(spec.model_cid).to_bytes(), spec_cid.to_bytes(), payment, deadline, completion_window, provider
@@ -119,8 +120,8 @@ def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None
         if "JobCompleted" in names and market.dispute_window() > 0:
             return
         slot = market.job(job_id)
-        now = int(market.w3.eth.get_block("latest")["timestamp"])
-        if slot.state in ("Posted", "Claimed") and now > slot.deadline:
+        now = max(int(market.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        if slot.state in ("Posted", "Claimed") and now > slot.deadline + 1:
             yield Update("DeadlinePassed", time.monotonic() - t0, {"state": slot.state, "deadline": slot.deadline})
             return
         if timeout is not None and time.monotonic() - t0 > timeout:

@@ -43,10 +43,16 @@ def save_keystore(acct: LocalAccount, pw: str) -> Path:
     return path
 
 
-def load_keystore(path: Path, pw: str) -> LocalAccount:
-    """Decrypt a keystore file; UserError on a missing file or a wrong password."""
+def require_keystore(path: Path) -> Path:
+    """`path` if it exists, else a UserError saying how to make one (asked before any password)."""
     if not path.exists():
         raise UserError(f"keystore {path} not found", hint="create one: hearth account new (or import)")
+    return path
+
+
+def load_keystore(path: Path, pw: str) -> LocalAccount:
+    """Decrypt a keystore file; UserError on a missing file or a wrong password."""
+    require_keystore(path)
     try:
         key = Account.decrypt(json.loads(path.read_text()), pw)
     except ValueError as e:

@@ -32,7 +32,7 @@ TOKEN = 10**18
 def provider_account(s: NodeSettings) -> LocalAccount:
     """The node's key: a dev account on the devnet, else the keystore."""
     if s.keystore is not None:
-        return keys.load_keystore(s.keystore, keys.password(s.password_env))
+        return keys.load_keystore(keys.require_keystore(s.keystore), keys.password(s.password_env))
     if s.network != "devnet":
         raise ConfigError("a keystore is needed outside the devnet", hint="set keystore in the config")
     return devnet.dev_account(s.dev_account)

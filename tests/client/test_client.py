@@ -1,0 +1,168 @@
+"""The hearth CLI against a real market: answers, refunds, tampering, verification, and bad
+input that says what happened and moves no funds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eth_account import Account
+
+from client.chain import Sender
+from client.cid import CID
+from client.devnet import dev_account
+from client.ipfs import KuboClient
+from client.jobspec import output_hash, result_body
+from client.signing import sign_result
+from tests.market_env import Env
+
+PROMPT = "What is the capital of France? Answer in one word."
+UNUSED_PROVIDER = dev_account(5).address
+
+
+def balances(env: Env, idx: int = 2) -> tuple[int, int]:
+    a = dev_account(idx).address
+    return env.market.account(a).balance, env.market.token_balance(a)
+
+
+def test_submit_prints_verified_answer_and_job_settles(env: Env) -> None:
+    env.start_node()
+    r = env.hearth("job", "submit", "--model", "smollm2-135m", "--prompt", PROMPT)
+    assert r.returncode == 0, r.stderr
+    assert "Paris" in r.stdout
+    assert "posted" in r.stderr and "claimed by" in r.stderr and "settled" in r.stderr
+    status = env.hearth_json("job", "status", "1")
+    assert status["state"] == "Settled"
+    verify = env.hearth("job", "verify", "1")
+    assert verify.returncode == 0 and "MATCH" in verify.stdout
+    listed = env.hearth_json("job", "list", "--mine")
+    assert [j["job_id"] for j in listed] == [1]
+    assert env.hearth_json("job", "result", "1")["verified"] is True
+
+
+def test_unclaimed_job_then_expire_recovers_funds(env: Env) -> None:
+    before = balances(env)
+    r = env.hearth("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
+                   "--payment", "0.5")
+    assert r.returncode == 1
+    assert "not claimed before its deadline" in r.stderr and "hearth job expire 1" in r.stderr
+    assert "Traceback" not in r.stderr
+    out = env.hearth_json("job", "expire", "1")
+    assert out["refund"] == 0.5
+    after = balances(env)
+    assert sum(after) == sum(before)  # wallet + deposit: nothing lost
+
+
+def test_auto_expire(env: Env) -> None:
+    before = balances(env)
+    r = env.hearth("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
+                   "--auto-expire")
+    assert r.returncode == 1 and "expired it and refunded" in r.stderr
+    assert sum(balances(env)) == sum(before)
+
+
+def test_cancel_before_claim(env: Env) -> None:
+    before = balances(env)
+    job = env.hearth_json("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--no-wait")["job_id"]
+    assert env.hearth_json("job", "cancel", str(job))["cancelled"] is True
+    assert env.market.job(job).state == "Cancelled"
+    assert sum(balances(env)) == sum(before)
+    again = env.hearth("job", "cancel", str(job))
+    assert again.returncode == 1 and "InvalidState" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_tampered_result_is_detected_not_printed(env: Env) -> None:
+    env.start_node()
+    out = env.hearth_json("job", "submit", "--prompt", PROMPT)
+    env.corrupt_block_of(out["result_cid"])
+    r = env.hearth("job", "result", str(out["job_id"]))
+    assert r.returncode == 1 and "failed verification" in r.stderr and "Paris" not in r.stdout
+
+
+def _forge(env: Env, job_id: int, provider_idx: int, output: str) -> None:
+    """A dishonest provider: claims and completes with an output it never computed."""
+    acct = dev_account(provider_idx)
+    s = Sender(env.w3, acct)
+    m = env.market
+    from client.models import bundled
+
+    s.transact(m.token.functions.approve(m.address, 100 * 10**18))
+    s.transact(m.fn("deposit", 100 * 10**18))
+    s.transact(m.fn("register", 50 * 10**18, 0, [CID.parse(bundled().cid).to_bytes()]))
+    terms = m.current_terms(job_id)
+    s.transact(m.fn("claim", job_id, terms.as_tuple()))
+    body = result_body(job_id=job_id, chain_id=11155111, market=m.address,
+                       spec_cid=str(CID.parse(m.posted(job_id).spec_cid)), output=output, finish_reason="stop",
+                       usage={"prompt_tokens": 1, "completion_tokens": 1}, model_sha256=bundled().sha256,
+                       engine={"name": "forged"}, params={}, timings={}, provider=acct.address)
+    with KuboClient(env.ipfs_api) as k:
+        cid = k.add(sign_result(acct, body).to_bytes())
+    s.transact(m.fn("complete", job_id, terms.with_provider(acct.address).as_tuple(), cid.to_bytes(),
+                    output_hash(output)))
+
+
+def test_verify_fails_for_forged_result(env: Env) -> None:
+    job = env.hearth_json("job", "submit", "--prompt", PROMPT, "--provider", dev_account(6).address,
+                          "--no-wait")["job_id"]
+    _forge(env, job, 6, "Berlin")
+    assert env.hearth_json("job", "result", str(job))["output"] == "Berlin"  # consistent, signed...
+    r = env.hearth("job", "verify", str(job))  # ...but not what the model computes
+    assert r.returncode == 1 and "MISMATCH" in r.stdout
+
+
+def test_bad_inputs_are_clear_and_move_no_funds(env: Env, tmp_path: Path) -> None:
+    before = balances(env)
+    cases = [
+        (["job", "submit", "--model", "no-such-model", "--prompt", "hi"], "unknown model"),
+        (["job", "submit", "--model", "Qm123", "--prompt", "hi"], "unknown model"),
+        (["job", "submit", "--model", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "--prompt", "hi"],
+         "not known here"),
+        (["job", "submit", "--prompt", "hi", "--payment", "0"], "must be positive"),
+        (["job", "submit", "--prompt", "hi", "--payment", "-1"], "must be positive"),
+        (["job", "submit", "--prompt", "hi", "--payment", "abc"], "not an amount"),
+        (["job", "submit", "--prompt", "hi", "--claim-timeout", "0"], "must be positive"),
+        (["job", "submit", "--prompt", "hi", "--claim-timeout", "-5m"], "must be positive"),
+        (["job", "submit", "--prompt", "hi", "--payment", "99999999"], "missing"),
+        (["job", "submit"], "nothing to ask"),
+        (["job", "status", "77"], "does not exist"),
+        (["ipfs", "cat", "bafy-not-a-cid"], "CID"),
+        (["account", "withdraw", "5000000"], "InsufficientBalance"),
+    ]
+    for args, msg in cases:
+        r = env.hearth(*args)
+        assert r.returncode != 0, args
+        assert msg in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr, (args, r.stderr)
+    # keystores: missing file, wrong password
+    r = env.hearth("--keystore", str(tmp_path / "nope.json"), "account", "balance", account=None)
+    assert r.returncode == 1 and "not found" in r.stderr
+    ks = tmp_path / "ks.json"
+    ks.write_text(json.dumps(Account.encrypt(Account.create().key, "right")))
+    r = env.hearth("--keystore", str(ks), "account", "balance", account=None, extra_env={"HEARTH_PASSWORD": "wrong"})
+    assert r.returncode == 1 and "wrong password" in r.stderr
+    # an account with no tokens at all
+    r = env.hearth("--keystore", str(ks), "job", "submit", "--prompt", "hi", account=None,
+                   extra_env={"HEARTH_PASSWORD": "right"})
+    assert r.returncode == 1 and "missing" in r.stderr and "faucet" in r.stderr
+    assert balances(env) == before
+
+
+def test_dead_rpc_names_the_url(env: Env) -> None:
+    r = env.hearth("--rpc-url", "http://127.0.0.1:9", "account", "balance")
+    assert r.returncode == 1 and "http://127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_accounts_and_models(env: Env, tmp_path: Path) -> None:
+    assert env.hearth_json("account", "faucet", "5", account=7)["amount"] == 5
+    dep = env.hearth_json("account", "deposit", "3")
+    assert dep["deposited"] == 3
+    assert env.hearth_json("account", "balance")["deposited"] == 3
+    assert env.hearth_json("account", "withdraw", "1")["withdrawn"] == 1
+    new = env.hearth_json("account", "new", extra_env={"HEARTH_PASSWORD": "pw"})
+    assert Path(new["keystore"]).exists()
+    listed = env.hearth_json("account", "list")
+    assert any(r.get("keystore") == new["keystore"] for r in listed)
+    models = env.hearth_json("model", "list")
+    assert models[0]["name"] == "smollm2-135m"
+    help_ = env.hearth("job", "submit", "--help")
+    assert help_.returncode == 0 and "--claim-timeout" in help_.stdout
