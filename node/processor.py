@@ -35,6 +35,10 @@ def crash_point(name: str) -> None:
         os._exit(137)
 
 
+class _Lost(Exception):
+    """Another provider's claim won."""
+
+
 # Contract errors that mean "someone else got there first" or "too late": expected, not failures.
 LOST = {"InvalidState", "NotProvider"}
 LATE = {"DeadlinePassed"}
@@ -282,7 +286,10 @@ class Processor:
                 self.journal.advance(job.job_id, "lost", e.name)
                 return
             raise
-        self._send_step(job.job_id, "claim", tx)
+        try:
+            self._send_step(job.job_id, "claim", tx)
+        except _Lost:
+            return
         crash_point("claimed")
         self._claimed(job, spec)
 
@@ -293,7 +300,15 @@ class Processor:
         crash_point(f"{what}_signed")
         self.sender.broadcast(tx)
         crash_point(f"{what}_sent")
-        receipt = self.sender.wait(tx.tx_hash)
+        try:
+            receipt = self.sender.wait(tx.tx_hash)
+        except ChainError:
+            # Two providers can both pass simulation within one block; the later claim reverts.
+            if what == "claim" and self.market.current_terms(job_id).provider != self.address:
+                log.info("job %d: another provider claimed it first", job_id)
+                self.journal.advance(job_id, "lost", "another provider claimed it first")
+                raise _Lost() from None
+            raise
         self.journal.advance(job_id, "claimed" if what == "claim" else "completed",
                              **{f"{what}_gas": int(receipt["gasUsed"]), f"{what}_block": int(receipt["blockNumber"])})
 

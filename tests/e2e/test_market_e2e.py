@@ -1,0 +1,83 @@
+"""The whole market with several parties, on a Sepolia-like chain (1-second blocks): two
+provider nodes as separate processes, two clients, 20 jobs; one node killed mid-run and
+restarted. Every job settles exactly once and every token is where it should be."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client import jobs
+from client.chain import Sender
+from client.devnet import dev_account
+from client.ipfs import KuboClient
+from client.jobspec import Params, make_spec
+from client.models import bundled
+from tests.market_env import Env
+
+TOKEN = 10**18
+PROVIDERS = (1, 3)
+CLIENTS = (2, 4)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path / "home", block_time=1).start()
+    yield e
+    e.close()
+
+
+def test_two_providers_two_clients_twenty_jobs(env: Env) -> None:
+    m = env.market
+    nodes = {i: env.start_node(i) for i in PROVIDERS}
+    start = {a: (m.account(dev_account(a).address).balance, m.token_balance(dev_account(a).address))
+             for a in PROVIDERS + CLIENTS}
+    model = bundled()
+    ipfs = KuboClient(env.ipfs_api)
+    senders = {c: Sender(env.w3, dev_account(c)) for c in CLIENTS}
+    for c, s in senders.items():
+        s.transact(m.token.functions.approve(m.address, 1000 * TOKEN))
+        s.transact(m.fn("deposit", 100 * TOKEN))
+    paid_by: Counter[int] = Counter()
+    posted: dict[int, int] = {}
+    for i in range(20):
+        c = CLIENTS[i % 2]
+        payment = TOKEN // 100 * (i + 1)
+        spec = make_spec(model.cid, model.sha256, messages=[{"role": "user", "content": f"Name a fruit ({i})."}],
+                         params=Params(max_tokens=8))
+        p = jobs.post(m, senders[c], dev_account(c), ipfs, spec, payment, 300, 300)
+        posted[p.job_id] = payment
+        paid_by[c] += payment
+        if i == 6:  # kill one node mid-run, restart it a little later
+            env.kill_node(nodes[3])
+        if i == 12:
+            nodes[3] = env.start_node(3)
+    deadline = time.monotonic() + 240
+    while any(m.job(j).state != "Settled" for j in posted):
+        assert time.monotonic() < deadline, {j: m.job(j).state for j in posted}
+        time.sleep(1)
+    ipfs.close()
+    earned: Counter[str] = Counter()
+    for j, payment in posted.items():
+        settled = m.logs("JobSettled", m.deploy_block, "latest", jobId=j)
+        assert len(settled) == 1, f"job {j} settled {len(settled)} times"
+        assert settled[0]["args"]["providerAmount"] == payment
+        earned[settled[0]["args"]["provider"]] += payment
+    for a in PROVIDERS:
+        addr = dev_account(a).address
+        acct = m.account(addr)
+        assert acct.balance - start[a][0] == earned[addr], f"provider {a} paid exactly what its jobs paid"
+        assert acct.open_jobs == 0
+    for c in CLIENTS:
+        addr = dev_account(c).address
+        total = m.account(addr).balance + m.token_balance(addr)
+        assert sum(start[c]) - total == paid_by[c], f"client {c} paid exactly its jobs"
+    assert sum(earned.values()) == sum(posted.values())
+    # market invariant: with no open job, it holds exactly the internal balances and stakes
+    everyone = {dev_account(i).address for i in range(10)}
+    owed = sum(m.account(a).balance + m.account(a).stake for a in everyone)
+    assert m.token_balance(m.address) == owed
