@@ -87,8 +87,9 @@ def decode_revert(data: str | bytes) -> ContractError | None:
         return ContractError("Error", {"message": abi_decode(["string"], body)[0]})
     if sel in _ERRORS:
         name, names, types = _ERRORS[sel]
-        values = [to_checksum_address(v) if t == "address" else v for t, v in zip(types, abi_decode(types, body))]
-        args = {n: (STATES[v] if name == "InvalidState" and n == "state" else v) for n, v in zip(names, values)}
+        values = [to_checksum_address(v) if t == "address" else v for t, v in zip(types, abi_decode(types, body), strict=True)]
+        args = {n: (STATES[int(v)] if name == "InvalidState" and n == "state" else v)
+                for n, v in zip(names, values, strict=True)}
         return ContractError(name, args, _HINTS.get(name))
     return ContractError("UnknownError", {"data": "0x" + raw.hex()})
 

@@ -59,7 +59,7 @@ def parse_duration(text: str) -> int:
     """'90', '90s', '5m', '2h' -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     t = text.strip().lower()
-    mult = units.get(t[-1:], None)
+    mult = units.get(t[-1:])
     num = t[:-1] if mult else t
     try:
         value = float(num) * (mult or 1)
@@ -343,7 +343,7 @@ def account_import(key_file: Path, as_json: bool) -> None:
 @pass_ctx
 def account_list(c: Ctx, as_json: bool) -> None:
     """Keystores here, and the dev accounts on the devnet."""
-    rows = [{"address": a, "keystore": str(p)} for a, p in keys.list_keystores()]
+    rows: list[dict[str, Any]] = [{"address": a, "keystore": str(p)} for a, p in keys.list_keystores()]
     if c.network == "devnet":
         rows += [{"address": a.address, "dev_account": i} for i, a in enumerate(devnet.dev_accounts())]
     _emit(rows, as_json, "\n".join(

@@ -27,7 +27,8 @@ Account.enable_unaudited_hdwallet_features()
 
 def dev_account(index: int) -> LocalAccount:
     """anvil's dev account `index` (public keys, for the devnet only)."""
-    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    acct: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return acct
 
 
 def dev_accounts(n: int = 10) -> list[LocalAccount]:

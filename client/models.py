@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -90,10 +91,8 @@ def bundled() -> ModelRef:
 def all_models() -> list[ModelRef]:
     """Every named model (bundled first)."""
     out = []
-    try:
+    with contextlib.suppress(UserError):  # no bundled model installed: named ones only
         out.append(bundled())
-    except UserError:
-        pass
     for name, r in sorted(_load_registry().items()):
         out.append(ModelRef(name, str(r["cid"]), str(r["sha256"]), int(str(r["size"])), str(r.get("path") or "")))
     return out

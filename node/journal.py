@@ -83,6 +83,10 @@ class Journal:
 
     def advance(self, job_id: int, step: str, reason: str | None = None, **data: Any) -> None:
         """Move a job to `step`, merging `data` into its record, in one transaction."""
+        self.advance_with(job_id, step, reason, data)
+
+    def advance_with(self, job_id: int, step: str, reason: str | None, data: dict[str, Any]) -> None:
+        """`advance` with the data as a dict (for computed keys)."""
         now = time.time()
         with self._lock:
             row = self._db.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()

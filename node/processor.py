@@ -23,7 +23,7 @@ from client.ipfs import KuboClient
 from client.jobspec import JobSpec, output_hash, parse_spec, result_body
 from client.signing import sign_result
 from node import guardian
-from node.journal import Journal, JobRecord
+from node.journal import JobRecord, Journal
 from node.runner import ModelStore, RunnerPool, RunResult, engine_info
 
 log = logging.getLogger("hearth.node")
@@ -295,8 +295,8 @@ class Processor:
 
     def _send_step(self, job_id: int, what: str, tx: Prepared) -> None:
         # Journal the signed transaction before it leaves: a restart re-sends these bytes.
-        self.journal.advance(job_id, f"{what}_signed", **{f"{what}_tx": tx.tx_hash, f"{what}_raw": tx.raw.hex(),
-                                                         f"{what}_nonce": tx.nonce})
+        self.journal.advance_with(job_id, f"{what}_signed", None,
+                                  {f"{what}_tx": tx.tx_hash, f"{what}_raw": tx.raw.hex(), f"{what}_nonce": tx.nonce})
         crash_point(f"{what}_signed")
         self.sender.broadcast(tx)
         crash_point(f"{what}_sent")
@@ -309,8 +309,8 @@ class Processor:
                 self.journal.advance(job_id, "lost", "another provider claimed it first")
                 raise _Lost() from None
             raise
-        self.journal.advance(job_id, "claimed" if what == "claim" else "completed",
-                             **{f"{what}_gas": int(receipt["gasUsed"]), f"{what}_block": int(receipt["blockNumber"])})
+        self.journal.advance_with(job_id, "claimed" if what == "claim" else "completed", None,
+                                  {f"{what}_gas": int(receipt["gasUsed"]), f"{what}_block": int(receipt["blockNumber"])})
 
     def _claimed(self, job: PostedJob, spec: JobSpec | None = None) -> None:
         spec = spec or self._load_spec(job)
@@ -434,7 +434,7 @@ class Processor:
         try:
             self.sender.broadcast(tx)
             receipt = self.sender.wait(tx.tx_hash)
-            self.journal.advance(job_id, rec.step, f"re-sent {what} transaction {tx.tx_hash}",
-                                 **{f"{what}_gas": int(receipt["gasUsed"])})
+            self.journal.advance_with(job_id, rec.step, f"re-sent {what} transaction {tx.tx_hash}",
+                                      {f"{what}_gas": int(receipt["gasUsed"])})
         except (ChainError, IPFSError) as e:
             log.info("job %d: re-sending %s gave %s", job_id, what, e)

@@ -16,7 +16,7 @@ from client import artifacts
 from client.deploy import TOKEN
 from client.errors import ContractError
 from tests.backends import AnvilBackend, EthTesterBackend
-from tests.contracts.harness import RESULT, Harness, make_harness
+from tests.contracts.harness import Harness, make_harness
 
 N_CLIENTS, N_PROVIDERS = 2, 2
 

@@ -39,7 +39,7 @@ def test_two_providers_two_clients_twenty_jobs(env: Env) -> None:
     model = bundled()
     ipfs = KuboClient(env.ipfs_api)
     senders = {c: Sender(env.w3, dev_account(c)) for c in CLIENTS}
-    for c, s in senders.items():
+    for s in senders.values():
         s.transact(m.token.functions.approve(m.address, 1000 * TOKEN))
         s.transact(m.fn("deposit", 100 * TOKEN))
     paid_by: Counter[int] = Counter()

@@ -79,7 +79,8 @@ def test_streaming_in_odd_pieces_gives_same_cid() -> None:
     assert dag.finish() == cid_of_bytes(data)
 
 
-@pytest.mark.parametrize("text", ["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"])
+@pytest.mark.parametrize("text", ["QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
+                                  "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"])
 def test_parse_round_trips(text: str) -> None:
     cid = CID.parse(text)
     assert str(cid) == text

@@ -11,8 +11,8 @@ import pytest
 from eth_utils import keccak
 
 from client.cid import CID
-from client.jobs import fetch_result
 from client.ipfs import KuboClient
+from client.jobs import fetch_result
 from tests.market_env import Env
 
 PROMPT = "What is the capital of France? Answer in one word."
@@ -86,8 +86,10 @@ def test_real_sigkill_during_inference_then_restart(env: Env) -> None:
     node = env.start_node()
     job_id = post_only(env, prompt="Write a long poem about the sea and the wind, with many verses.")
     deadline = time.monotonic() + 30
-    while node.get(f"/jobs/{job_id}")["step"] != "claimed" if httpx.get(f"{node.api}/jobs/{job_id}").status_code == 200 \
-            else True:
+    while True:
+        r = httpx.get(f"{node.api}/jobs/{job_id}")
+        if r.status_code == 200 and r.json()["step"] == "claimed":
+            break
         assert time.monotonic() < deadline
         time.sleep(0.01)
     env.kill_node(node)  # SIGKILL while the model runs
