@@ -242,9 +242,8 @@ def node_bench(n_jobs: int = 50, overhead_jobs: int = 10) -> dict[str, Any]:
                                            "--port", str(ipfs_port)], env=env))
             wait_until(lambda: port_open(ipfs_port), 30, "ipfs", procs[-1])
             api = f"http://127.0.0.1:{ipfs_port}"
-            shutil.copy(Path(home) / "bench.json", Path(home) / "deployments-bench.json")
             node_port = free_port()
-            node_env = {**env, "HEARTH_DEPLOYMENT_FILE": str(Path(home) / "bench.json")}
+            node_env = env
             with open(Path(home) / "node.log", "wb") as node_log:
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "client", "--rpc-url", rpc, "--ipfs-api", api,
@@ -259,14 +258,14 @@ def node_bench(n_jobs: int = 50, overhead_jobs: int = 10) -> dict[str, Any]:
             sender.transact(market.fn("deposit", 1000 * TOKEN))
             ipfs = KuboClient(api)
 
-            def run_job(spec: Any) -> tuple[float, dict[str, Any]]:
+            def run_job(spec: Any, poll: float = 0.2) -> tuple[float, dict[str, Any]]:
                 t0 = time.time()
                 posted = jobs.post(market, sender, acct, ipfs, spec, TOKEN // 100, 300, 600)
                 while True:
                     view = httpx.get(f"http://127.0.0.1:{node_port}/jobs/{posted.job_id}").json()
                     if view.get("step") in ("completed", "failed", "skipped", "lost", "expired"):
                         break
-                    time.sleep(0.01)
+                    time.sleep(poll)  # the node's own timeline times the job; polling only waits
                 done_at = next(t["at"] for t in view["timeline"] if t["step"] == "completed")
                 return done_at - t0, view
 
@@ -283,10 +282,14 @@ def node_bench(n_jobs: int = 50, overhead_jobs: int = 10) -> dict[str, Any]:
                 res = jobs.fetch_result(market, ipfs, view["job_id"])
                 overheads.append(total - float(res.result.body["timings"]["inference_seconds"]))
             # tokens/s: node vs plain llama-cpp-python, same model, prompt and params
-            _, view = run_job(story)
-            node_res = jobs.fetch_result(market, ipfs, view["job_id"]).result.body
-            node_tps = node_res["usage"]["completion_tokens"] / node_res["timings"]["inference_seconds"]
-            plain_tps, plain_tokens = _plain_llama(Path(model.path or ""), msg, 200)
+            # best of two each, alternating, polling rarely so the bench itself steals no CPU
+            node_tps = plain_tps = 0.0
+            for _ in range(2):
+                _, view = run_job(story, poll=1.0)
+                node_res = jobs.fetch_result(market, ipfs, view["job_id"]).result.body
+                node_tps = max(node_tps, node_res["usage"]["completion_tokens"] / node_res["timings"]["inference_seconds"])
+                tps, plain_tokens = _plain_llama(Path(model.path or ""), msg, 200)
+                plain_tps = max(plain_tps, tps)
             # throughput: n_jobs queued at once
             t0 = time.time()
             ids = [jobs.post(market, sender, acct, ipfs, make_spec(

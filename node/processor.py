@@ -119,6 +119,7 @@ class Processor:
         self._inflight_lock = threading.Lock()
         self.engine = engine_info()
         self.rpc_ok = True
+        self._ws_live = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -153,6 +154,7 @@ class Processor:
                 with connect(self.ws_url, open_timeout=5) as ws:
                     ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
                     delay = 0.5
+                    self._ws_live = True
                     while not self._stop.is_set():
                         try:
                             ws.recv(timeout=1.0)
@@ -160,6 +162,7 @@ class Processor:
                             continue
                         self._wake.set()
             except Exception as e:  # noqa: BLE001  (no WS: polling still works)
+                self._ws_live = False
                 log.debug("websocket unavailable (%s); polling", e)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
@@ -187,7 +190,9 @@ class Processor:
                 self.rpc_ok = False
                 self.metrics.rpc_errors += 1
                 delay = min(max(delay * 2, 0.25), 5.0)
-            self._wake.wait(delay)
+            # With new-block pushes, polling is only a safety net: idle polls would steal CPU
+            # (and the GIL) from inference running in this process.
+            self._wake.wait(max(delay, 1.0) if self._ws_live else delay)
             self._wake.clear()
 
     def poll_once(self) -> None:
