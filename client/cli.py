@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -39,6 +40,18 @@ def _fail(msg: str, hint: str | None = None, code: int = 1) -> NoReturn:
     if hint:
         click.echo(f"  hint: {hint}", err=True)
     sys.exit(code)
+
+
+def _progress_printer() -> Callable[[int, int], None]:
+    """Progress on stderr (stdout stays clean for scripts)."""
+
+    def show(done: int, total: int) -> None:
+        pct = f" {100 * done / total:5.1f}%" if total else ""
+        click.echo(f"\r{done / 1e6:9.1f} MB{pct}", nl=False, err=True)
+        if total and done >= total:
+            click.echo("", err=True)
+
+    return show
 
 
 def parse_amount(text: str) -> int:
@@ -267,7 +280,8 @@ def ipfs_add(c: Ctx, path: Path, only_hash: bool, cid_version: int, api: str | N
         click.echo(str(dag.finish()))
         return
     with KuboClient(api or c.ipfs_api, timeout=600) as k:
-        click.echo(str(k.add_file(path, cid_version)))
+        cid = k.add_file(path, cid_version, progress=_progress_printer() if sys.stderr.isatty() else None)
+        click.echo(str(cid))
 
 
 @ipfs_group.command("cat")
@@ -295,11 +309,8 @@ def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None) -> None:
     """Fetch a file to disk, verified, with progress."""
     root = CID.parse(cid)
 
-    def progress(done: int, _total: int) -> None:
-        click.echo(f"\r{done / 1e6:8.1f} MB", nl=False, err=True)
-
     with KuboClient(api or c.ipfs_api, timeout=600) as k:
-        n = fetch_to_file(k, root, output, progress)
+        n = fetch_to_file(k, root, output, _progress_printer())
     click.echo(f"\nwrote {n} bytes to {output}", err=True)
 
 
@@ -439,7 +450,7 @@ def model_add(c: Ctx, path: Path, name: str | None, no_upload: bool, as_json: bo
     ref = models.register(name or path.name.removesuffix(".gguf"), path)
     if not no_upload:
         with KuboClient(c.ipfs_api, timeout=600) as k:
-            k.add_file(path)
+            k.add_file(path, progress=_progress_printer() if sys.stderr.isatty() else None)
     _emit(asdict(ref), as_json, f"{ref.name}\n  cid    {ref.cid}\n  sha256 {ref.sha256}\n  size   {ref.size}")
 
 

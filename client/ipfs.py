@@ -142,8 +142,11 @@ class KuboClient:
         pin: bool = True,
         only_hash: bool = False,
         name: str = "file",
+        progress: Progress | None = None,
+        total: int = 0,
     ) -> CID:
-        """Add a file; checks the daemon's CID against a local computation of the same bytes."""
+        """Add a file (streamed, with optional progress); checks the daemon's CID against a
+        local computation of the same bytes."""
         params = {
             # Every parameter explicit: Kubo's implicit defaults may change.
             "cid-version": str(cid_version),
@@ -158,7 +161,7 @@ class KuboClient:
         }
         stream = io.BytesIO(data) if isinstance(data, bytes) else data
         local = FileDAG(cid_version)
-        hashing = _HashingReader(stream, local)
+        hashing = _HashingReader(stream, local, progress, total)
         resp = self._post("/add", params, files={"file": (name, hashing, "application/octet-stream")})
         lines = [json.loads(x) for x in resp.text.splitlines() if x.strip()]
         if not lines or "Hash" not in lines[-1]:
@@ -169,10 +172,14 @@ class KuboClient:
             raise VerificationError(f"IPFS API returned CID {remote} but the bytes sent have CID {mine}")
         return mine
 
-    def add_file(self, path: Path, cid_version: int = 0, pin: bool = True, only_hash: bool = False) -> CID:
+    def add_file(
+        self, path: Path, cid_version: int = 0, pin: bool = True, only_hash: bool = False,
+        progress: Progress | None = None,
+    ) -> CID:
         """Add a file from disk, streamed."""
         with open(path, "rb") as f:
-            return self.add(f, cid_version, pin, only_hash, name=path.name)
+            return self.add(f, cid_version, pin, only_hash, name=path.name, progress=progress,
+                            total=path.stat().st_size)
 
     def get_block(self, cid: CID) -> bytes:
         """A block's raw bytes (verify before use: see iter_file)."""
@@ -199,14 +206,18 @@ class KuboClient:
 class _HashingReader:
     """File-like wrapper that feeds what httpx reads into a FileDAG on the way out."""
 
-    def __init__(self, inner: BinaryIO, dag: FileDAG) -> None:
+    def __init__(self, inner: BinaryIO, dag: FileDAG, progress: Progress | None = None, total: int = 0) -> None:
         self.inner = inner
         self.dag = dag
+        self.progress = progress
+        self.total = total
 
     def read(self, n: int = -1) -> bytes:
         data = self.inner.read(n if n and n > 0 else 1 << 20)
         if data:
             self.dag.update(data)
+            if self.progress:
+                self.progress(self.dag.size, self.total)
         return data
 
     def __iter__(self) -> Iterator[bytes]:

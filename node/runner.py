@@ -67,6 +67,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _log_progress(cid: str) -> Progress:
+    """Log a model download every 10%."""
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        step = int(10 * done / total) if total else done // (100 << 20)
+        if step != last[0]:
+            last[0] = step
+            log.info("model %s: %s", cid, f"{10 * step}%" if total else f"{done >> 20} MiB")
+
+    return show
+
+
 class ModelStore:
     """GGUF files by CID: local named models, else downloaded once from IPFS and verified."""
 
@@ -85,8 +98,9 @@ class ModelStore:
                 return self._verified[key]
             path = self._local(cid) or self.cache_dir / f"{key[0]}.gguf"
             if not path.exists():
-                log.info("downloading model %s", cid)
-                fetch_to_file(self.ipfs, cid, path, progress, size)
+                log.info("downloading model %s (%d bytes)", cid, size)
+                fetch_to_file(self.ipfs, cid, path, progress or _log_progress(cid), size)
+                log.info("downloaded model %s", cid)
             actual = sha256_file(path)
             if actual != sha256:
                 if path.parent == self.cache_dir:
