@@ -313,6 +313,7 @@ class FileDAG:
         sink: BlockSink | None = None,
         chunk_size: int = CHUNK_SIZE,
         raw_leaves: bool | None = None,
+        max_links: int = MAX_LINKS,
     ) -> None:
         if cid_version not in (0, 1):
             raise InvalidCID(f"cid version must be 0 or 1, not {cid_version}")
@@ -323,6 +324,7 @@ class FileDAG:
         self.raw_leaves = cid_version == 1 if raw_leaves is None else raw_leaves
         self.sink = sink
         self.chunk_size = chunk_size
+        self.max_links = max_links
         self._buf = bytearray()
         # levels[i]: pending links of level i as (cid, tsize, filesize)
         self._levels: list[list[tuple[CID, int, int]]] = [[]]
@@ -367,7 +369,7 @@ class FileDAG:
         if level == len(self._levels):
             self._levels.append([])
         pending = self._levels[level]
-        if len(pending) == MAX_LINKS:
+        if len(pending) == self.max_links:
             # A full group closes only when more data arrives: at exactly MAX_LINKS leaves the
             # root itself holds them, as Kubo's balanced builder does.
             self._levels[level] = []

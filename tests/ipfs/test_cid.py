@@ -3,10 +3,12 @@ implementation (Debian's ipfs_cid) over chunk and link boundaries."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,44 @@ KUBO_VECTORS = [
 @pytest.mark.parametrize(("data", "version", "expected"), KUBO_VECTORS)
 def test_kubo_published_vectors(data: bytes, version: int, expected: str) -> None:
     assert str(cid_of_bytes(data, version)) == expected
+
+
+def test_kubo_vector_v1_without_raw_leaves() -> None:
+    dag = FileDAG(1, raw_leaves=False)
+    dag.update(b"hello world")
+    assert str(dag.finish()) == "bafybeihykld7uyxzogax6vgyvag42y7464eywpf55gxi5qpoisibh3c5wa"
+
+
+def kubo_deterministic(size: int, seed: str) -> Iterator[bytes]:
+    """Kubo's test/cli/testutils DeterministicRandomReader: ChaCha20 keystream, key sha256(seed),
+    zero nonce, so Kubo's multi-chunk vectors can be reproduced byte for byte."""
+    from Crypto.Cipher import ChaCha20  # pycryptodome, already a dependency of eth-keyfile
+
+    cipher = ChaCha20.new(key=hashlib.sha256(seed.encode()).digest(), nonce=b"\0" * 12)
+    zero = bytes(1 << 20)
+    while size > 0:
+        n = min(size, len(zero))
+        yield cipher.encrypt(zero[:n])
+        size -= n
+
+
+# (size, seed, cid version, chunk size, max links, expected) from Kubo's add_test.go and
+# cid_profiles_test.go: at and just over the link limit, so the rebalanced layout is covered.
+KUBO_MULTICHUNK = [
+    (44544 << 10, "v0-seed", 0, CHUNK_SIZE, 174, "QmUbBALi174SnogsUzLpYbD4xPiBSFANF4iztWCsHbMKh2"),
+    (44800 << 10, "v0-seed", 0, CHUNK_SIZE, 174, "QmepeWtdmS1hHXx1oZXsPUv6bMrfRRKfZcoPPU4eEfjnbf"),
+    (262144 << 10, "hello world", 0, CHUNK_SIZE, 1024, "QmbBftNHWmjSWKLC49dMVrfnY8pjrJYntiAXirFJ7oJrNk"),
+    (174 << 20, "v1-seed", 1, 1 << 20, 174, "bafybeigwduxcf2aawppv3isnfeshnimkyplvw3hthxjhr2bdeje4tdaicu"),
+    (175 << 20, "v1-seed", 1, 1 << 20, 174, "bafybeidhd7lo2n2v7lta5yamob3xwhbxcczmmtmhquwhjesi35jntf7mpu"),
+]
+
+
+@pytest.mark.parametrize(("size", "seed", "version", "chunk", "links", "expected"), KUBO_MULTICHUNK)
+def test_kubo_multichunk_vectors(size: int, seed: str, version: int, chunk: int, links: int, expected: str) -> None:
+    dag = FileDAG(version, chunk_size=chunk, max_links=links)
+    for piece in kubo_deterministic(size, seed):
+        dag.update(piece)
+    assert str(dag.finish()) == expected
 
 
 def _rand(n: int, seed: int) -> bytes:
