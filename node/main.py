@@ -151,6 +151,7 @@ class NodeService:
             "rpc_ok": self.processor.rpc_ok, "models_loaded": self.processor.runners.loaded(),
             "models_served": [{"name": m.name, "cid": m.cid} for m in self.model_refs],
             "jobs": self.journal.counts(), "earnings_tokens": self.processor.metrics.earnings / TOKEN,
+            "cursor_block": int(self.journal.get_kv("cursor") or -1),
         }
         try:
             a = self.market.account(addr)

@@ -142,3 +142,41 @@ def test_tampered_model_is_never_run(env: Env, tmp_path) -> None:  # type: ignor
     view = node.wait_job(job_id, ("skipped",))
     assert "failed verification" in view["reason"]
     assert env.market.job(job_id).state == "Posted"
+
+
+def test_reorg_below_cursor_is_rescanned(env: Env) -> None:
+    """A reorg replaces blocks the node already scanned, and the new branch holds a job: the
+    node notices its cursor block changed hash, rewinds, and finds and completes that job."""
+    from client.chain import Sender
+    from client.devnet import dev_account
+    from client.jobspec import make_spec
+    from client.models import bundled
+
+    model = bundled()
+    spec = make_spec(model.cid, model.sha256, messages=[{"role": "user", "content": "Say hi."}])
+    with KuboClient(env.ipfs_api) as k:
+        spec_cid = k.add(spec.to_bytes())
+    client = Sender(env.w3, dev_account(2))
+    client.transact(env.market.token.functions.approve(env.market.address, 10**18))
+    client.transact(env.market.fn("deposit", 10**17))
+    node = env.start_node()
+    for _ in range(3):
+        env.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    head = env.w3.eth.block_number
+    deadline = time.monotonic() + 30
+    while node.get("/status")["cursor_block"] < head:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    env.kill_node(node)
+    # the other branch replaces the node's last 3 scanned blocks and carries a new job
+    params = env.market.post_params(CID.parse(model.cid).to_bytes(), spec_cid.to_bytes(), 10**16,
+                                    int(time.time()) + 600, 600)
+    tx = client.prepare(env.market.fn("postJob", params), gas=500_000)
+    r = env.w3.provider.make_request("anvil_reorg", [3, [["0x" + tx.raw.hex(), 0]]])  # type: ignore[arg-type]
+    assert "error" not in r, r
+    receipt = env.w3.eth.get_transaction_receipt(tx.tx_hash)  # type: ignore[arg-type]
+    assert receipt["blockNumber"] <= head
+    job_id = env.market.job_posted_id(receipt)
+    node2 = env.start_node()
+    node2.wait_job(job_id, ("completed",))
+    assert "reorg detected" in node2.log.read_text()
