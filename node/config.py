@@ -62,10 +62,9 @@ class NodeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = getattr(cls, "_toml_file", None)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
 
 
@@ -74,7 +73,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> NodeSett
     given = {k: v for k, v in overrides.items() if v is not None}
     if config_file is None:
         return NodeSettings(**given)
-    cls = type("FileNodeSettings", (NodeSettings,), {"_toml_file": config_file})
+    config = SettingsConfigDict(env_prefix="HEARTH_", extra="forbid", toml_file=config_file)
+    cls = type("FileNodeSettings", (NodeSettings,), {"model_config": config})
     return cls(**given)  # type: ignore[no-any-return]
 
 
