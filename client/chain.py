@@ -7,7 +7,7 @@ import ast
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -256,10 +256,7 @@ class Sender:
 
     def transact(self, fn: ContractFunction, gas: int | None = None) -> TxReceipt:
         """Simulate, sign, send and wait: the whole path for one call."""
-        try:
-            p = self.prepare(fn, gas)
-        except Exception:
-            raise
+        p = self.prepare(fn, gas)
         try:
             self.broadcast(p)
         except ChainError:
@@ -478,18 +475,3 @@ class Market:
 
         evs = self.contract.events.JobPosted().process_receipt(receipt, errors=DISCARD)
         return int(evs[0]["args"]["jobId"])
-
-
-def model_key(model_cid: bytes) -> bytes:
-    """The bytes32 key the market uses for a model CID."""
-    return bytes(keccak(model_cid))
-
-
-def chunked_ranges(start: int, end: int, step: int) -> Iterator[tuple[int, int]]:
-    """Inclusive block ranges [a, b] covering start..end in steps of `step`."""
-    a = start
-    while a <= end:
-        b = min(a + step - 1, end)
-        yield a, b
-        a = b + 1
-

@@ -196,11 +196,6 @@ def _from_bytes(data: bytes) -> CID:
     return CID(1, codec, data[pos:])
 
 
-def parse_cid(value: str | bytes) -> CID:
-    """Shorthand for CID.parse."""
-    return CID.parse(value)
-
-
 # --------------------------------------------------------------------------- dag-pb / UnixFS
 
 

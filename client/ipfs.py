@@ -19,7 +19,7 @@ from typing import BinaryIO, Protocol
 import httpx
 
 from client.cid import CHUNK_SIZE, CID, DAG_PB, RAW, FileDAG, decode_pb_node, read_varint, unixfs_data
-from client.errors import InvalidCID, IPFSError, VerificationError
+from client.errors import IPFSError, VerificationError
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total or 0 if unknown)
 MAX_BLOCK = 2 * 1024 * 1024  # Kubo refuses blocks over 2 MiB too
@@ -328,13 +328,3 @@ def walk_blocks(source: BlockSource, root: CID, verify: bool = True) -> Iterator
         if cid.codec == DAG_PB:
             links, _ = decode_pb_node(block)
             stack.extend(CID.parse(c) for c, _ in reversed(links))
-
-
-def ensure_cid(value: str) -> CID:
-    """Parse a CID from a user, with a clear error."""
-    try:
-        return CID.parse(value)
-    except InvalidCID:
-        raise
-    except Exception as e:
-        raise InvalidCID(f"not a CID: {value!r} ({e})") from e

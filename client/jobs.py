@@ -13,7 +13,7 @@ from web3.types import TxReceipt
 
 from client.chain import ZERO_ADDRESS, Market, Sender
 from client.cid import CID
-from client.errors import ChainError, HearthError, UserError, VerificationError
+from client.errors import HearthError, UserError, VerificationError
 from client.ipfs import KuboClient
 from client.jobspec import JobSpec, Result, output_hash, parse_result
 from client.signing import result_signer
@@ -168,11 +168,3 @@ def fetch_result(market: Market, ipfs: KuboClient, job_id: int) -> VerifiedResul
     if CID.parse(str(result.body["spec_cid"])).digest != CID.parse(posted.spec_cid).digest:
         raise VerificationError(f"job {job_id}: result answers a different spec")
     return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex())
-
-
-def receipt_gas(market: Market, tx_hash: str) -> int:
-    """Gas used by a transaction."""
-    try:
-        return int(market.w3.eth.get_transaction_receipt(tx_hash)["gasUsed"])  # type: ignore[arg-type]
-    except Exception as e:
-        raise ChainError(f"no receipt for {tx_hash}") from e

@@ -12,7 +12,7 @@ from eth_account.signers.local import LocalAccount
 
 from client import deploy as deploy_mod
 from client import devnet, keys
-from client.chain import Market, Sender, connect
+from client.chain import Market, connect
 from client.cid import CID
 from client.errors import ConfigError
 from client.ipfs import KuboClient
@@ -197,8 +197,3 @@ class NodeService:
         ):
             lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value}"]
         return "\n".join(lines) + "\n"
-
-
-def sender_for(service: NodeService) -> Sender:
-    """The node's sender (for CLI provider commands sharing the node's key)."""
-    return service.processor.sender
