@@ -8,7 +8,7 @@ layout with at most 174 links per node, UnixFS leaves. `--cid-version=1` turns o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from client.errors import InvalidCID
@@ -240,53 +240,47 @@ def pb_node(links: list[tuple[bytes, int]], data: bytes) -> bytes:
     return bytes(out)
 
 
+def _pb_fields(msg: bytes) -> Iterator[tuple[int, bytes | int]]:
+    """(field number, value) of each field of a protobuf message: bytes for length-delimited
+    fields, int for varints (the only wire types dag-pb and UnixFS use)."""
+    pos = 0
+    while pos < len(msg):
+        key, pos = read_varint(msg, pos)
+        if key & 7 == 2:
+            length, pos = read_varint(msg, pos)
+            if pos + length > len(msg):
+                raise InvalidCID("truncated protobuf field")
+            yield key >> 3, msg[pos:pos + length]
+            pos += length
+        elif key & 7 == 0:
+            value, pos = read_varint(msg, pos)
+            yield key >> 3, value
+        else:
+            raise InvalidCID(f"unexpected protobuf wire type {key & 7}")
+
+
 def decode_pb_node(block: bytes) -> tuple[list[tuple[bytes, int]], bytes]:
     """Parse a dag-pb node into (links as (cid bytes, tsize), data)."""
     links: list[tuple[bytes, int]] = []
     data = b""
-    pos = 0
-    while pos < len(block):
-        key, pos = read_varint(block, pos)
-        if key & 7 != 2:
+    for field, value in _pb_fields(block):
+        if not isinstance(value, bytes):
             raise InvalidCID("malformed dag-pb node")
-        length, pos = read_varint(block, pos)
-        payload = block[pos:pos + length]
-        pos += length
-        if key >> 3 == 2:
-            lp, cid_bytes, tsize = 0, b"", 0
-            while lp < len(payload):
-                k, lp = read_varint(payload, lp)
-                if k & 7 == 2:
-                    ln, lp = read_varint(payload, lp)
-                    if k >> 3 == 1:
-                        cid_bytes = payload[lp:lp + ln]
-                    lp += ln
-                else:
-                    v, lp = read_varint(payload, lp)
-                    if k >> 3 == 3:
-                        tsize = v
-            links.append((cid_bytes, tsize))
-        elif key >> 3 == 1:
-            data = payload
+        if field == 2:
+            link = dict(_pb_fields(value))
+            cid_bytes, tsize = link.get(1, b""), link.get(3, 0)
+            links.append((cid_bytes if isinstance(cid_bytes, bytes) else b"", tsize if isinstance(tsize, int) else 0))
+        elif field == 1:
+            data = value
     return links, data
 
 
 def unixfs_data(data: bytes) -> tuple[int, bytes, int]:
     """Parse a UnixFS Data message: (type, data, filesize)."""
-    pos, typ, content, filesize = 0, -1, b"", 0
-    while pos < len(data):
-        key, pos = read_varint(data, pos)
-        if key & 7 == 2:
-            ln, pos = read_varint(data, pos)
-            if key >> 3 == 2:
-                content = data[pos:pos + ln]
-            pos += ln
-        else:
-            v, pos = read_varint(data, pos)
-            if key >> 3 == 1:
-                typ = v
-            elif key >> 3 == 3:
-                filesize = v
+    fields = dict(_pb_fields(data))  # blocksizes (field 4) repeat; only the last is kept, unused here
+    typ, content, filesize = fields.get(1, -1), fields.get(2, b""), fields.get(3, 0)
+    if not (isinstance(typ, int) and isinstance(content, bytes) and isinstance(filesize, int)):
+        raise InvalidCID("malformed UnixFS data")
     return typ, content, filesize
 
 
