@@ -261,14 +261,27 @@ class Processor:
 
     # ------------------------------------------------------------------ steps
 
-    def _load_spec(self, job: PostedJob) -> JobSpec:
+    def _load_spec(self, job: PostedJob) -> tuple[JobSpec, int]:
+        """The job's spec, verified against its CID and size-capped, and its size in bytes."""
         data = self.ipfs.cat(CID.parse(job.spec_cid), max_size=self.policy.max_spec_bytes)
-        return parse_spec(data)
+        return parse_spec(data), len(data)
+
+    def _prepare_or_end(self, job_id: int, fn: Any, end_step: str) -> Prepared | None:
+        """Sign `fn` after simulating it; a lost race or a passed deadline ends the job at
+        `end_step` (expected, logged at info) instead of raising."""
+        try:
+            return self.sender.prepare(fn)
+        except ContractError as e:
+            if e.name in LOST or e.name in LATE:
+                log.info("job %d: %s, now %s", job_id, e.name, end_step)
+                self.journal.advance(job_id, end_step, e.name)
+                return None
+            raise
 
     def prepare(self, job: PostedJob) -> None:
         """Fetch and check the spec and the model, then claim (simulated first)."""
         try:
-            spec = self._load_spec(job)
+            spec, spec_size = self._load_spec(job)
             sha, size = self.model_shas[job.model_cid]
             path = self.models.ensure(str(CID.parse(job.model_cid)), sha, size)
         except HearthError as e:  # tampered spec or model, unknown CID, bad spec: skip, no gas spent
@@ -277,20 +290,15 @@ class Processor:
             return
         runner = self.runners.get(path)
         decision = guardian.check_spec(
-            job, spec, len(spec.to_bytes()), runner.count_tokens(spec), self.policy, int(self.clock())
+            job, spec, spec_size, runner.count_tokens(spec), self.policy, int(self.clock())
         )
         if isinstance(decision, guardian.Rejected):
             log.info("job %d skipped: %s", job.job_id, decision.reason)
             self.journal.advance(job.job_id, "skipped", decision.reason)
             return
-        try:
-            tx = self.sender.prepare(self.market.fn("claim", job.job_id, job.terms.as_tuple()))
-        except ContractError as e:
-            if e.name in LOST or e.name in LATE:
-                log.info("job %d not claimed: %s", job.job_id, e.name)
-                self.journal.advance(job.job_id, "lost", e.name)
-                return
-            raise
+        tx = self._prepare_or_end(job.job_id, self.market.fn("claim", job.job_id, job.terms.as_tuple()), "lost")
+        if tx is None:
+            return
         try:
             self._send_step(job.job_id, "claim", tx)
         except _Lost:
@@ -318,7 +326,7 @@ class Processor:
                                   {f"{what}_gas": int(receipt["gasUsed"]), f"{what}_block": int(receipt["blockNumber"])})
 
     def _claimed(self, job: PostedJob, spec: JobSpec | None = None) -> None:
-        spec = spec or self._load_spec(job)
+        spec = spec or self._load_spec(job)[0]
         sha, size = self.model_shas[job.model_cid]
         runner = self.runners.get(self.models.ensure(str(CID.parse(job.model_cid)), sha, size))
         fut = runner.submit(spec)
@@ -339,15 +347,15 @@ class Processor:
         self.metrics.inference_seconds += r.seconds
         self.metrics.jobs_run += 1
         self.journal.advance(job.job_id, "ran", run=asdict(r))
-        self._submit(self._deliver, self.deliver, job)
+        self._submit(self._deliver, self.deliver, job, spec)
 
-    def deliver(self, job: PostedJob) -> None:
+    def deliver(self, job: PostedJob, spec: JobSpec | None = None) -> None:
         """Sign the result, put it on IPFS (pinned), and complete on-chain."""
         rec = self.journal.get(job.job_id)
         assert rec is not None
         r = RunResult(**rec.data["run"])
         if rec.step == "ran":
-            spec = self._load_spec(job)
+            spec = spec or self._load_spec(job)[0]
             body = result_body(
                 job_id=job.job_id, chain_id=self.chain_id, market=self.market.address,
                 spec_cid=str(CID.parse(job.spec_cid)), output=r.output, finish_reason=r.finish_reason,
@@ -363,16 +371,10 @@ class Processor:
             assert rec is not None
         result_cid_bytes = CID.parse(rec.data["result_cid"]).to_bytes()
         terms = job.terms.with_provider(self.address)
-        try:
-            tx = self.sender.prepare(
-                self.market.fn("complete", job.job_id, terms.as_tuple(), result_cid_bytes, output_hash(r.output))
-            )
-        except ContractError as e:
-            if e.name in LATE or e.name in LOST:
-                log.info("job %d could not be completed: %s", job.job_id, e.name)
-                self.journal.advance(job.job_id, "expired", e.name)
-                return
-            raise
+        fn = self.market.fn("complete", job.job_id, terms.as_tuple(), result_cid_bytes, output_hash(r.output))
+        tx = self._prepare_or_end(job.job_id, fn, "expired")
+        if tx is None:
+            return
         self._send_step(job.job_id, "complete", tx)
         self.metrics.earnings += job.payment - job.payment * job.fee_bps // 10_000
 
