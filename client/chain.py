@@ -375,6 +375,10 @@ class Market:
         )
         self.address = self.contract.address
         self.deploy_block = deploy_block
+        self._job_events = {
+            bytes(keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})")): str(e["name"])
+            for e in self.contract.abi if e["type"] == "event" and str(e["name"]).startswith("Job")
+        }
 
     # ---- reads
     def call(self, fn: ContractFunction) -> Any:
@@ -440,14 +444,21 @@ class Market:
         return posted_from_event(logs[0])
 
     def history(self, job_id: int) -> list[tuple[str, Any]]:
-        """Every event of a job in block order: [(event name, decoded log)]."""
-        out: list[tuple[int, int, str, Any]] = []
-        for name in ("JobPosted", "JobClaimed", "JobCompleted", "JobSettled", "JobCancelled",
-                     "JobExpired", "JobDisputed", "JobRefunded"):
-            for lg in self.logs(name, self.deploy_block, "latest", jobId=job_id):
-                out.append((int(lg["blockNumber"]), int(lg["logIndex"]), name, lg))
-        out.sort(key=lambda t: (t[0], t[1]))
-        return [(n, lg) for _, _, n, lg in out]
+        """Every event of a job in block order: [(event name, decoded log)], from one get_logs
+        (every Job* event indexes the job id first)."""
+        try:
+            raw = self.w3.eth.get_logs({
+                "address": self.address, "fromBlock": self.deploy_block, "toBlock": "latest",
+                "topics": [None, "0x" + job_id.to_bytes(32, "big").hex()],
+            })
+        except Exception as e:
+            raise ChainError(f"get_logs for job {job_id} failed: {e}") from e
+        out = []
+        for lg in raw:
+            name = self._job_events.get(bytes(lg["topics"][0]))
+            if name is not None:
+                out.append((name, getattr(self.contract.events, name)().process_log(lg)))
+        return out  # get_logs answers in block and log order
 
     def current_terms(self, job_id: int) -> JobTerms:
         """The terms now committed for a job (reconstructed from its events)."""

@@ -109,6 +109,7 @@ def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None
     Completed (dispute window open), or a deadline passed with nobody acting."""
     t0 = time.monotonic()
     seen = 0
+    dispute_window = market.dispute_window()  # immutable: read once, not on every poll
     while True:
         history = market.history(job_id)
         for name, ev in history[seen:]:
@@ -117,7 +118,7 @@ def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None
         names = [n for n, _ in history]
         if any(n in names for n in ("JobSettled", "JobCancelled", "JobExpired", "JobRefunded")):
             return
-        if "JobCompleted" in names and market.dispute_window() > 0:
+        if "JobCompleted" in names and dispute_window > 0:
             return
         slot = market.job(job_id)
         now = max(int(market.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
