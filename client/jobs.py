@@ -22,6 +22,12 @@ TOKEN = 10**18
 MAX_RESULT_BYTES = 1 << 20
 
 
+def chain_now(market: Market) -> int:
+    """The time the next block will carry: the latest block may be old on an idle automining
+    devnet, whose clock only moves when a block is mined."""
+    return max(int(market.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+
+
 class ShortBalance(UserError):
     """Not enough tokens to pay."""
 
@@ -77,8 +83,7 @@ def post(
                 hint="get tokens (on the devnet: hearth account faucet), then retry",
             )
     spec_cid = ipfs.add(spec.to_bytes(), pin=True)
-    # The next block's time: the latest block may be old on an idle automining devnet.
-    now = max(int(market.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+    now = chain_now(market)
     deadline = now + claim_timeout
     params = market.post_params(
         CID.parse(spec.model_cid).to_bytes(), spec_cid.to_bytes(), payment, deadline, completion_window, provider
@@ -121,7 +126,7 @@ def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None
         if "JobCompleted" in names and dispute_window > 0:
             return
         slot = market.job(job_id)
-        now = max(int(market.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+        now = chain_now(market)
         if slot.state in ("Posted", "Claimed") and now > slot.deadline + 1:
             yield Update("DeadlinePassed", time.monotonic() - t0, {"state": slot.state, "deadline": slot.deadline})
             return
