@@ -10,10 +10,9 @@ from typing import Any, Protocol
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from hearth.dev.devnet import dev_accounts, start_anvil
+from hearth.dev.procs import stop_proc
 from web3 import Web3
-
-from client.devnet import dev_accounts, start_anvil
-from client.procs import stop_proc
 
 
 class Backend(Protocol):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 os.environ["HEARTH_HOME"] = tempfile.mkdtemp(prefix="hearth-test-")
+
+from hearth.dev.localnet import Localnet  # noqa: E402
 
 from tests.backends import AnvilBackend, Backend, EthTesterBackend  # noqa: E402
 
@@ -27,3 +30,10 @@ def anvil() -> Iterator[AnvilBackend]:
     b = AnvilBackend()
     yield b
     b.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Localnet]:
+    """A fresh one-machine market (anvil, contracts, IPFS daemon); nodes are started by the test."""
+    with Localnet(tmp_path / "home") as net:
+        yield net

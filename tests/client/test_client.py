@@ -7,25 +7,24 @@ import json
 from pathlib import Path
 
 from eth_account import Account
-
-from client.chain import Sender
-from client.cid import CID
-from client.devnet import dev_account
-from client.ipfs import KuboClient
-from client.jobspec import output_hash, result_body
-from client.signing import sign_result
-from tests.market_env import Env
+from hearth.chain.sender import Sender
+from hearth.dev.devnet import dev_account
+from hearth.dev.localnet import Localnet
+from hearth.formats.cid import CID
+from hearth.formats.jobspec import output_hash, result_body
+from hearth.formats.receipt import sign_result
+from hearth.ipfs.kubo import KuboClient
 
 PROMPT = "What is the capital of France? Answer in one word."
 UNUSED_PROVIDER = dev_account(5).address
 
 
-def balances(env: Env, idx: int = 2) -> tuple[int, int]:
+def balances(env: Localnet, idx: int = 2) -> tuple[int, int]:
     a = dev_account(idx).address
     return env.market.account(a).balance, env.market.token_balance(a)
 
 
-def test_submit_prints_verified_answer_and_job_settles(env: Env) -> None:
+def test_submit_prints_verified_answer_and_job_settles(env: Localnet) -> None:
     env.start_node()
     r = env.hearth("job", "submit", "--model", "smollm2-135m", "--prompt", PROMPT)
     assert r.returncode == 0, r.stderr
@@ -40,7 +39,7 @@ def test_submit_prints_verified_answer_and_job_settles(env: Env) -> None:
     assert env.hearth_json("job", "result", "1")["verified"] is True
 
 
-def test_unclaimed_job_then_expire_recovers_funds(env: Env) -> None:
+def test_unclaimed_job_then_expire_recovers_funds(env: Localnet) -> None:
     before = balances(env)
     r = env.hearth("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
                    "--payment", "0.5")
@@ -53,7 +52,7 @@ def test_unclaimed_job_then_expire_recovers_funds(env: Env) -> None:
     assert sum(after) == sum(before)  # wallet + deposit: nothing lost
 
 
-def test_auto_expire(env: Env) -> None:
+def test_auto_expire(env: Localnet) -> None:
     before = balances(env)
     r = env.hearth("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
                    "--auto-expire")
@@ -61,7 +60,7 @@ def test_auto_expire(env: Env) -> None:
     assert sum(balances(env)) == sum(before)
 
 
-def test_cancel_before_claim(env: Env) -> None:
+def test_cancel_before_claim(env: Localnet) -> None:
     before = balances(env)
     job = env.hearth_json("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--no-wait")["job_id"]
     assert env.hearth_json("job", "cancel", str(job))["cancelled"] is True
@@ -71,7 +70,7 @@ def test_cancel_before_claim(env: Env) -> None:
     assert again.returncode == 1 and "InvalidState" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_tampered_result_is_detected_not_printed(env: Env) -> None:
+def test_tampered_result_is_detected_not_printed(env: Localnet) -> None:
     env.start_node()
     out = env.hearth_json("job", "submit", "--prompt", PROMPT)
     env.corrupt_block_of(out["result_cid"])
@@ -79,12 +78,12 @@ def test_tampered_result_is_detected_not_printed(env: Env) -> None:
     assert r.returncode == 1 and "failed verification" in r.stderr and "Paris" not in r.stdout
 
 
-def _forge(env: Env, job_id: int, provider_idx: int, output: str) -> None:
+def _forge(env: Localnet, job_id: int, provider_idx: int, output: str) -> None:
     """A dishonest provider: claims and completes with an output it never computed."""
     acct = dev_account(provider_idx)
     s = Sender(env.w3, acct)
     m = env.market
-    from client.models import bundled
+    from hearth.models import bundled
 
     s.transact(m.token.functions.approve(m.address, 100 * 10**18))
     s.transact(m.fn("deposit", 100 * 10**18))
@@ -101,7 +100,7 @@ def _forge(env: Env, job_id: int, provider_idx: int, output: str) -> None:
                     output_hash(output)))
 
 
-def test_verify_fails_for_forged_result(env: Env) -> None:
+def test_verify_fails_for_forged_result(env: Localnet) -> None:
     job = env.hearth_json("job", "submit", "--prompt", PROMPT, "--provider", dev_account(6).address,
                           "--no-wait")["job_id"]
     _forge(env, job, 6, "Berlin")
@@ -110,7 +109,7 @@ def test_verify_fails_for_forged_result(env: Env) -> None:
     assert r.returncode == 1 and "MISMATCH" in r.stdout
 
 
-def test_bad_inputs_are_clear_and_move_no_funds(env: Env, tmp_path: Path) -> None:
+def test_bad_inputs_are_clear_and_move_no_funds(env: Localnet, tmp_path: Path) -> None:
     before = balances(env)
     cases = [
         (["job", "submit", "--model", "no-such-model", "--prompt", "hi"], "unknown model"),
@@ -147,12 +146,12 @@ def test_bad_inputs_are_clear_and_move_no_funds(env: Env, tmp_path: Path) -> Non
     assert balances(env) == before
 
 
-def test_dead_rpc_names_the_url(env: Env) -> None:
+def test_dead_rpc_names_the_url(env: Localnet) -> None:
     r = env.hearth("--rpc-url", "http://127.0.0.1:9", "account", "balance")
     assert r.returncode == 1 and "http://127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_accounts_and_models(env: Env, tmp_path: Path) -> None:
+def test_accounts_and_models(env: Localnet, tmp_path: Path) -> None:
     assert env.hearth_json("account", "faucet", "5", account=7)["amount"] == 5
     dep = env.hearth_json("account", "deposit", "3")
     assert dep["deposited"] == 3

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from client.devnet import dev_account
-from client.procs import free_port
-from tests.market_env import HEARTH, Env
+from hearth.dev.devnet import dev_account
+from hearth.dev.localnet import HEARTH, Localnet
+from hearth.dev.procs import free_port
 
 
-def test_deploy_with_keystore_writes_record(env: Env, tmp_path: Path) -> None:
+def test_deploy_with_keystore_writes_record(env: Localnet, tmp_path: Path) -> None:
     key = tmp_path / "key.hex"
     key.write_text(dev_account(9).key.hex())
     imported = env.hearth_json("account", "import", "--key-file", str(key), extra_env={"HEARTH_PASSWORD": "pw"})

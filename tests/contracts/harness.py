@@ -3,6 +3,7 @@ invariant after every operation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,11 +11,14 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from hearth.chain.market import Market
+from hearth.chain.sender import Sender
+from hearth.chain.types import ZERO_ADDRESS, JobTerms
+from hearth.dev.compile import artifact_path
+from hearth.dev.deploy import deploy_contract as dev_deploy_contract
+from hearth.errors import ContractError
+from hearth.formats.units import SUPPLY, TOKEN
 
-from client import artifacts
-from client.chain import ZERO_ADDRESS, JobTerms, Market, Sender
-from client.deploy import SUPPLY, TOKEN
-from client.errors import ContractError
 from tests.backends import Backend
 
 FIXED_GAS = 3_000_000  # skips gas estimation; reverts are decoded from the receipt
@@ -25,11 +29,15 @@ SPEC = bytes.fromhex("1220") + keccak(b"spec")
 RESULT = bytes.fromhex("01701220") + keccak(b"result")
 
 
+def artifact(name: str) -> dict[str, Any]:
+    """A committed artifact, the test-only contracts' included."""
+    data: dict[str, Any] = json.loads(artifact_path(name).read_text())
+    return data
+
+
 def deploy_contract(b: Backend, sender: Sender, name: str, *args: Any) -> str:
     """Deploy one contract; returns its address."""
-    art = artifacts.load(name)
-    ctor = b.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"]).constructor(*args)
-    return str(sender.transact(ctor, gas=10_000_000)["contractAddress"])  # type: ignore[arg-type]
+    return str(dev_deploy_contract(b.w3, sender, artifact(name), *args, gas=10_000_000)["contractAddress"])
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from client.paths import CONTRACTS_DIR
-from node.bench import gas_table
+from hearth.dev.gas import gas_table
+from hearth.settings import CONTRACTS_DIR
 
 LIFECYCLE = "lifecycle: postJob + claim + complete"
 TARGET = 150_000

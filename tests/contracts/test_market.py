@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from eth_utils import keccak
+from hearth.chain.types import ZERO_ADDRESS
+from hearth.formats.units import TOKEN
+from hearth.jobs import permit_signature
 
-from client.chain import ZERO_ADDRESS
-from client.deploy import TOKEN
-from client.jobs import permit_signature
 from tests.backends import Backend
-from tests.contracts.harness import MODEL_V0, MODEL_V1, RESULT, SPEC, Harness, deploy_contract, make_harness
+from tests.contracts.harness import MODEL_V0, MODEL_V1, RESULT, SPEC, Harness, artifact, deploy_contract, make_harness
 
 
 @pytest.fixture
@@ -386,8 +386,7 @@ def test_dispute_then_arbiter_refunds_client(hw: Harness) -> None:
     hw.op(client, "dispute", job, hw.terms(job))
     assert hw.state(job) == "Disputed"
     hw.expect_revert("NotArbiter", other, "resolve", job, hw.terms(job), False, caller=other.address)
-    arb = hw.b.w3.eth.contract(address=hw.arbiter_address, abi=__import__("client.artifacts").artifacts.load(
-        "SimpleArbiter")["abi"])
+    arb = hw.b.w3.eth.contract(address=hw.arbiter_address, abi=artifact("SimpleArbiter")["abi"])
     hw.s(hw.owner).transact(arb.functions.decide(hw.market.address, job, hw.terms(job), False))
     hw.check_invariant()
     assert hw.state(job) == "Refunded"
@@ -398,8 +397,7 @@ def test_dispute_then_arbiter_refunds_client(hw: Harness) -> None:
 def test_dispute_then_arbiter_pays_provider(hw: Harness) -> None:
     client, prov, _, job = _completed(hw)
     hw.op(client, "dispute", job, hw.terms(job))
-    arb = hw.b.w3.eth.contract(address=hw.arbiter_address, abi=__import__("client.artifacts").artifacts.load(
-        "SimpleArbiter")["abi"])
+    arb = hw.b.w3.eth.contract(address=hw.arbiter_address, abi=artifact("SimpleArbiter")["abi"])
     before = hw.balance(prov.address)
     hw.s(hw.owner).transact(arb.functions.decide(hw.market.address, job, hw.terms(job), True))
     hw.check_invariant()
@@ -426,13 +424,13 @@ def test_undecided_dispute_expires_neutrally(hw: Harness) -> None:
 
 @pytest.mark.parametrize("mode", [0, 1, 2], ids=["reverts", "reenters-resolve", "reenters-withdraw"])
 def test_malicious_arbiter_cannot_move_funds(backend: Backend, mode: int) -> None:
-    from client.chain import Sender
+    from hearth.chain.sender import Sender
 
     owner = backend.accounts[0]
     evil = deploy_contract(backend, Sender(backend.w3, owner), "MaliciousArbiter")
     h = make_harness(backend, dispute_window=3600, arbiter=evil)
     client, prov, _, job = _completed(h)
-    abi = __import__("client.artifacts").artifacts.load("MaliciousArbiter")["abi"]
+    abi = artifact("MaliciousArbiter")["abi"]
     arb = backend.w3.eth.contract(address=evil, abi=abi)
     h.s(owner).transact(arb.functions.configure(mode, h.terms(job)))
     h.op(client, "dispute", job, h.terms(job))  # the arbiter's misbehaviour cannot block it

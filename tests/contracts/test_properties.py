@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hearth.chain import artifacts
+from hearth.errors import ContractError
+from hearth.formats.units import TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from client import artifacts
-from client.deploy import TOKEN
-from client.errors import ContractError
 from tests.backends import AnvilBackend, EthTesterBackend
 from tests.contracts.harness import Harness, make_harness
 

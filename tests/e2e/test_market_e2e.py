@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from client import jobs
-from client.chain import Sender
-from client.devnet import dev_account
-from client.ipfs import KuboClient
-from client.jobspec import Params, make_spec
-from client.models import bundled
-from tests.market_env import Env
+from hearth import jobs
+from hearth.chain.sender import Sender
+from hearth.dev.devnet import dev_account
+from hearth.dev.localnet import Localnet
+from hearth.formats.jobspec import Params, make_spec
+from hearth.ipfs.kubo import KuboClient
+from hearth.models import bundled
 
 TOKEN = 10**18
 PROVIDERS = (1, 3)
@@ -25,13 +24,13 @@ CLIENTS = (2, 4)
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path / "home", block_time=1).start()
+def env(tmp_path: Path) -> Iterator[Localnet]:
+    e = Localnet(tmp_path / "home", block_time=1).start()
     yield e
     e.close()
 
 
-def test_two_providers_two_clients_twenty_jobs(env: Env) -> None:
+def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
     m = env.market
     nodes = {i: env.start_node(i) for i in PROVIDERS}
     start = {a: (m.account(dev_account(a).address).balance, m.token_balance(dev_account(a).address))

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from client.procs import free_port, port_open, stop_proc, wait_until
+from hearth.dev.procs import free_port, port_open, stop_proc, wait_until
 
 
 @dataclass
@@ -33,7 +32,7 @@ class Daemon:
 
 
 def start_daemon(data: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "client.ipfs_daemon", "--data", str(data), "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, "-m", "hearth.ipfs.daemon", "--data", str(data), "--port", str(port)])
     wait_until(lambda: port_open(port), 30, "ipfs daemon", proc)
     return proc
 

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from client.cid import CHUNK_SIZE, CID, MAX_LINKS, FileDAG, cid_of_bytes, decode_pb_node
-from client.errors import InvalidCID
+from hearth.errors import InvalidCID
+from hearth.formats.cid import CHUNK_SIZE, CID, MAX_LINKS, FileDAG, cid_of_bytes, decode_pb_node
 
 # From Kubo's test/cli/add_test.go and cid_profiles_test.go (and TOOLCHAIN.md)
 KUBO_VECTORS = [

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hearth.dev.procs import free_port
+from hearth.errors import InvalidCID, IPFSError, VerificationError
+from hearth.formats.cid import CID, cid_of_bytes
+from hearth.ipfs.fetch import fetch_bytes
+from hearth.ipfs.gateway import GatewayClient
+from hearth.ipfs.kubo import KuboClient
 
-from client.cid import CID, cid_of_bytes
-from client.errors import InvalidCID, IPFSError, VerificationError
-from client.ipfs import GatewayClient, KuboClient, fetch_bytes
-from client.procs import free_port
 from tests.ipfs.conftest import Daemon
 
 
@@ -37,7 +39,7 @@ def test_only_hash_stores_nothing(daemon: Daemon) -> None:
 def test_second_process_fetches_what_first_added(daemon: Daemon, tmp_path: Path) -> None:
     f = tmp_path / "in.bin"
     f.write_bytes(os.urandom(600_000))
-    hearth = [sys.executable, "-m", "client", "--ipfs-api", daemon.api, "ipfs"]
+    hearth = [sys.executable, "-m", "hearth", "--ipfs-api", daemon.api, "ipfs"]
     cid = subprocess.run([*hearth, "add", str(f)], capture_output=True, text=True, check=True).stdout.strip()
     only = subprocess.run([*hearth, "add", "--only-hash", str(f)], capture_output=True, text=True, check=True)
     assert only.stdout.strip() == cid
@@ -101,7 +103,7 @@ def test_lying_daemon_is_caught() -> None:
     good = cid_of_bytes(b"the real content")
 
     def handler(request: httpx.Request) -> httpx.Response:
-        from client.cid import leaf_header, leaf_trailer
+        from hearth.formats.cid import leaf_header, leaf_trailer
 
         fake = b"evil content!!!!"
         return httpx.Response(200, content=leaf_header(len(fake)) + fake + leaf_trailer(len(fake)))
@@ -133,10 +135,10 @@ def test_malformed_and_unknown_cids(daemon: Daemon) -> None:
 
 
 def test_cli_errors_have_no_traceback(daemon: Daemon) -> None:
-    hearth = [sys.executable, "-m", "client", "--ipfs-api", daemon.api, "ipfs"]
+    hearth = [sys.executable, "-m", "hearth", "--ipfs-api", daemon.api, "ipfs"]
     bad = subprocess.run([*hearth, "cat", "nonsense"], capture_output=True, text=True)
     assert bad.returncode == 1 and "not a CID" in bad.stderr and "Traceback" not in bad.stderr
-    down = subprocess.run([sys.executable, "-m", "client", "--ipfs-api", f"http://127.0.0.1:{free_port()}", "ipfs",
+    down = subprocess.run([sys.executable, "-m", "hearth", "--ipfs-api", f"http://127.0.0.1:{free_port()}", "ipfs",
                            "cat", "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"], capture_output=True, text=True)
     assert down.returncode == 1 and "not reachable" in down.stderr and "Traceback" not in down.stderr
 
@@ -149,12 +151,12 @@ def test_one_gib_add_and_fetch_bounded_memory(daemon: Daemon, tmp_path: Path) ->
     with open(big, "wb") as f:
         for i in range(1024):
             f.write(i.to_bytes(4, "little") + chunk[4:])
-    hearth = [sys.executable, "-m", "client", "--ipfs-api", daemon.api, "ipfs"]
+    hearth = [sys.executable, "-m", "hearth", "--ipfs-api", daemon.api, "ipfs"]
     cid = subprocess.run([*hearth, "add", str(big)], capture_output=True, text=True, check=True).stdout.strip()
     out = tmp_path / "out.bin"
     # VmHWM (peak resident set of this process image) rather than ru_maxrss, which survives exec
     code = (
-        "from client.ipfs import KuboClient,fetch_to_file;from pathlib import Path;"
+        "from hearth.ipfs.kubo import KuboClient;from hearth.ipfs.fetch import fetch_to_file;from pathlib import Path;"
         "st=lambda k: next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith(k));"
         "base=st('VmRSS');"
         f"fetch_to_file(KuboClient('{daemon.api}'),'{cid}',Path('{out}'));"

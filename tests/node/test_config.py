@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hearth_node.config import commented_config, load_settings
 from pydantic import ValidationError
-
-from node.config import commented_config, load_settings
 
 
 def test_init_file_loads_and_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

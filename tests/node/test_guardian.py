@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from client.chain import ZERO_ADDRESS, PostedJob
-from client.cid import CID
-from client.jobspec import Params, make_spec
-from node.guardian import Accepted, Policy, Rejected, check_event, check_spec
+from hearth.chain.types import ZERO_ADDRESS, PostedJob
+from hearth.formats.cid import CID
+from hearth.formats.jobspec import Params, make_spec
+from hearth_node.guardian import Accepted, Policy, Rejected, check_event, check_spec
 
 MODEL = "QmR58njnbf5NUQQ6uF9vkbHL4N1h3kFnkFcXdASEa8hQvY"
 SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"

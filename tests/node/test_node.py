@@ -9,25 +9,24 @@ import time
 import httpx
 import pytest
 from eth_utils import keccak
-
-from client.cid import CID
-from client.ipfs import KuboClient
-from client.jobs import fetch_result
-from tests.market_env import Env
+from hearth.dev.localnet import Localnet
+from hearth.formats.cid import CID
+from hearth.ipfs.kubo import KuboClient
+from hearth.jobs import fetch_result
 
 PROMPT = "What is the capital of France? Answer in one word."
 
 
-def submit(env: Env, *extra: str, prompt: str = PROMPT) -> dict:
+def submit(env: Localnet, *extra: str, prompt: str = PROMPT) -> dict:
     return env.hearth_json("job", "submit", "--prompt", prompt, "--max-tokens", "16", *extra)  # type: ignore[no-any-return]
 
 
-def post_only(env: Env, *extra: str, prompt: str = PROMPT) -> int:
+def post_only(env: Localnet, *extra: str, prompt: str = PROMPT) -> int:
     out = env.hearth_json("job", "submit", "--prompt", prompt, "--max-tokens", "16", "--no-wait", *extra)
     return int(out["job_id"])
 
 
-def test_job_is_claimed_run_and_completed_with_matching_hash(env: Env) -> None:
+def test_job_is_claimed_run_and_completed_with_matching_hash(env: Localnet) -> None:
     node = env.start_node()
     out = submit(env)
     assert "Paris" in out["output"]
@@ -45,7 +44,7 @@ def test_job_is_claimed_run_and_completed_with_matching_hash(env: Env) -> None:
         "seen", "claim_signed", "claimed", "ran", "uploaded", "complete_signed", "completed"]
 
 
-def test_api_status_metrics_and_dashboard(env: Env) -> None:
+def test_api_status_metrics_and_dashboard(env: Localnet) -> None:
     node = env.start_node()
     submit(env)
     status = node.get("/status")
@@ -60,7 +59,7 @@ def test_api_status_metrics_and_dashboard(env: Env) -> None:
 
 
 @pytest.mark.parametrize("crash_at", ["claimed", "inference", "uploaded", "complete_signed", "complete_sent"])
-def test_crash_at_each_step_completes_exactly_once(env: Env, crash_at: str) -> None:
+def test_crash_at_each_step_completes_exactly_once(env: Localnet, crash_at: str) -> None:
     node = env.start_node(crash_at=crash_at)
     job_id = post_only(env)
     node.proc.wait(timeout=60)  # the node dies at the injected point, as with kill -9
@@ -82,7 +81,7 @@ def test_crash_at_each_step_completes_exactly_once(env: Env, crash_at: str) -> N
     assert selectors.count(complete_sel) == 1
 
 
-def test_real_sigkill_during_inference_then_restart(env: Env) -> None:
+def test_real_sigkill_during_inference_then_restart(env: Localnet) -> None:
     node = env.start_node()
     job_id = post_only(env, prompt="Write a long poem about the sea and the wind, with many verses.")
     deadline = time.monotonic() + 30
@@ -98,7 +97,7 @@ def test_real_sigkill_during_inference_then_restart(env: Env) -> None:
     assert env.market.job(job_id).state == "Settled"
 
 
-def test_catch_up_after_node_downtime(env: Env) -> None:
+def test_catch_up_after_node_downtime(env: Localnet) -> None:
     node = env.start_node()
     submit(env)
     env.kill_node(node)
@@ -108,7 +107,7 @@ def test_catch_up_after_node_downtime(env: Env) -> None:
 
 
 @pytest.mark.slow
-def test_rpc_down_30s_then_back(env: Env) -> None:
+def test_rpc_down_30s_then_back(env: Localnet) -> None:
     node = env.start_node()
     submit(env)
     env.stop_anvil()
@@ -120,7 +119,7 @@ def test_rpc_down_30s_then_back(env: Env) -> None:
     assert env.market.job(job_id).state == "Settled"
 
 
-def test_tampered_spec_is_never_claimed(env: Env) -> None:
+def test_tampered_spec_is_never_claimed(env: Localnet) -> None:
     node = env.start_node()
     env.kill_node(node)
     job_id = post_only(env)
@@ -131,7 +130,7 @@ def test_tampered_spec_is_never_claimed(env: Env) -> None:
     assert env.market.job(job_id).state == "Posted"  # no claim, no gas spent
 
 
-def test_tampered_model_is_never_run(env: Env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_model_is_never_run(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"GGUF" + bytes(range(256)) * 2000)
     added = env.hearth_json("model", "add", str(fake), "--name", "fake")
@@ -144,13 +143,13 @@ def test_tampered_model_is_never_run(env: Env, tmp_path) -> None:  # type: ignor
     assert env.market.job(job_id).state == "Posted"
 
 
-def test_reorg_below_cursor_is_rescanned(env: Env) -> None:
+def test_reorg_below_cursor_is_rescanned(env: Localnet) -> None:
     """A reorg replaces blocks the node already scanned, and the new branch holds a job: the
     node notices its cursor block changed hash, rewinds, and finds and completes that job."""
-    from client.chain import Sender
-    from client.devnet import dev_account
-    from client.jobspec import make_spec
-    from client.models import bundled
+    from hearth.chain.sender import Sender
+    from hearth.dev.devnet import dev_account
+    from hearth.formats.jobspec import make_spec
+    from hearth.models import bundled
 
     model = bundled()
     spec = make_spec(model.cid, model.sha256, messages=[{"role": "user", "content": "Say hi."}])

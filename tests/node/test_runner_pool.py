@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.runner import RunnerPool
+from hearth_node.runner import RunnerPool
 
 
 class _Loaded:

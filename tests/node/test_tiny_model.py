@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from client.ipfs import KuboClient
-from client.jobs import fetch_result
+from hearth.dev.localnet import Localnet
+from hearth.ipfs.kubo import KuboClient
+from hearth.jobs import fetch_result
+
 from tests.fixtures.tiny_gguf import write_tiny_gguf
-from tests.market_env import Env
 
 
-def test_tiny_model_job_and_verify(env: Env, tmp_path: Path) -> None:
+def test_tiny_model_job_and_verify(env: Localnet, tmp_path: Path) -> None:
     model = write_tiny_gguf(tmp_path / "tiny.gguf")
     added = env.hearth_json("model", "add", str(model), "--name", "tiny")
     assert added["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()

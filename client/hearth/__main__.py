@@ -1,0 +1,5 @@
+"""`python -m hearth`: the hearth CLI."""
+
+from hearth.cli import main
+
+main()

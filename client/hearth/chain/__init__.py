@@ -1,0 +1,1 @@
+"""Chain access: artifacts, revert decoding, the one transaction sender, market bindings, deployments."""

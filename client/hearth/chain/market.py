@@ -1,0 +1,158 @@
+"""Typed JobMarket/HearthToken bindings and the RPC connection."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
+
+from hearth.chain import artifacts
+from hearth.chain.revert import as_contract_error
+from hearth.chain.types import PROVIDER_STATUS, STATES, ZERO_ADDRESS, Account, JobSlot, JobTerms, PostedJob, posted_from_event
+from hearth.errors import ChainError
+
+
+def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
+    """A Web3 connected to `rpc_url`; raises ChainError naming the URL when it is unreachable."""
+    if rpc_url.startswith(("ws://", "wss://")):
+        raise ChainError(f"use the HTTP URL for RPC, not {rpc_url}")
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018  (a cheap call that proves the endpoint answers)
+    except Exception as e:
+        raise ChainError(
+            f"cannot reach the RPC endpoint {rpc_url}: {type(e).__name__}",
+            hint="start the devnet (hearth devnet up) or pass --rpc-url",
+        ) from e
+    return w3
+
+
+
+class Market:
+    """Typed wrapper over JobMarket (and its token). Reads are free; writes go through `sender`."""
+
+    def __init__(self, w3: Web3, market_address: str, token_address: str, deploy_block: int = 0) -> None:
+        self.w3 = w3
+        self.contract: Contract = w3.eth.contract(
+            address=to_checksum_address(market_address), abi=artifacts.load("JobMarket")["abi"]
+        )
+        self.token: Contract = w3.eth.contract(
+            address=to_checksum_address(token_address), abi=artifacts.load("HearthToken")["abi"]
+        )
+        self.address = self.contract.address
+        self.deploy_block = deploy_block
+        self._job_events = {
+            bytes(keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})")): str(e["name"])
+            for e in self.contract.abi if e["type"] == "event" and str(e["name"]).startswith("Job")
+        }
+
+    # ---- reads
+    def call(self, fn: ContractFunction) -> Any:
+        """eth_call with custom errors decoded."""
+        try:
+            return fn.call()
+        except Exception as e:
+            err = as_contract_error(e)
+            if err is not None:
+                raise err from e
+            raise ChainError(f"call failed: {e}") from e
+
+    def account(self, address: str) -> Account:
+        """Internal balance and provider record of `address`."""
+        r = self.call(self.contract.functions.getAccount(to_checksum_address(address)))
+        return Account(int(r[0]), int(r[1]), int(r[2]), int(r[3]), PROVIDER_STATUS[int(r[4])])
+
+    def job(self, job_id: int) -> JobSlot:
+        """State, deadline and commitment of a job."""
+        r = self.call(self.contract.functions.getJob(job_id))
+        return JobSlot(STATES[int(r[0])], int(r[1]), int(r[2]))
+
+    def token_balance(self, address: str) -> int:
+        """Wallet token balance."""
+        return int(self.call(self.token.functions.balanceOf(to_checksum_address(address))))
+
+    def serves(self, provider: str, model_cid: bytes) -> bool:
+        """Whether `provider` registered this model."""
+        return bool(self.call(self.contract.functions.serves(to_checksum_address(provider), keccak(model_cid))))
+
+    def min_price(self, provider: str) -> int:
+        """Advertised minimum price of `provider`."""
+        return int(self.call(self.contract.functions.minPrice(to_checksum_address(provider))))
+
+    def next_job_id(self) -> int:
+        """The id the next job will get."""
+        return int(self.call(self.contract.functions.nextJobId()))
+
+    def collateral_for(self, payment: int) -> int:
+        """Collateral a claimer locks for `payment`."""
+        return int(self.call(self.contract.functions.collateralFor(payment)))
+
+    def dispute_window(self) -> int:
+        """Seconds to dispute after completion."""
+        return int(self.call(self.contract.functions.disputeWindow()))
+
+    # ---- events
+    def logs(self, event: str, from_block: int, to_block: int | str, **topics: Any) -> list[Any]:
+        """Decoded logs of `event` in a block range, filtered by indexed arguments."""
+        ev = getattr(self.contract.events, event)()
+        try:
+            return list(
+                ev.get_logs(from_block=from_block, to_block=to_block, argument_filters=topics or None)
+            )
+        except Exception as e:
+            raise ChainError(f"get_logs {event} failed: {e}") from e
+
+    def posted(self, job_id: int) -> PostedJob:
+        """The JobPosted event of `job_id`."""
+        logs = self.logs("JobPosted", self.deploy_block, "latest", jobId=job_id)
+        if not logs:
+            raise ChainError(f"job {job_id} not found on this market", hint="check the id: hearth job list")
+        return posted_from_event(logs[0])
+
+    def history(self, job_id: int) -> list[tuple[str, Any]]:
+        """Every event of a job in block order: [(event name, decoded log)], from one get_logs
+        (every Job* event indexes the job id first)."""
+        try:
+            raw = self.w3.eth.get_logs({
+                "address": self.address, "fromBlock": self.deploy_block, "toBlock": "latest",
+                "topics": [None, "0x" + job_id.to_bytes(32, "big").hex()],
+            })
+        except Exception as e:
+            raise ChainError(f"get_logs for job {job_id} failed: {e}") from e
+        out = []
+        for lg in raw:
+            name = self._job_events.get(bytes(lg["topics"][0]))
+            if name is not None:
+                out.append((name, getattr(self.contract.events, name)().process_log(lg)))
+        return out  # get_logs answers in block and log order
+
+    def current_terms(self, job_id: int) -> JobTerms:
+        """The terms now committed for a job (reconstructed from its events)."""
+        terms = self.posted(job_id).terms
+        claims = self.logs("JobClaimed", self.deploy_block, "latest", jobId=job_id)
+        if claims:
+            terms = terms.with_provider(claims[-1]["args"]["provider"])
+        return terms
+
+    # ---- writes (each returns the function; the caller's Sender sends it)
+    def fn(self, name: str, *args: Any) -> ContractFunction:
+        """A bound JobMarket function."""
+        return cast(ContractFunction, getattr(self.contract.functions, name)(*args))
+
+    def post_params(
+        self, model_cid: bytes, spec_cid: bytes, payment: int, claim_deadline: int, completion_window: int,
+        provider: str = ZERO_ADDRESS,
+    ) -> tuple[bytes, bytes, int, int, int, str]:
+        """ABI form of PostParams."""
+        return (model_cid, spec_cid, payment, claim_deadline, completion_window, to_checksum_address(provider))
+
+    def job_posted_id(self, receipt: TxReceipt) -> int:
+        """The job id a post transaction created."""
+        from web3.logs import DISCARD
+
+        evs = self.contract.events.JobPosted().process_receipt(receipt, errors=DISCARD)
+        return int(evs[0]["args"]["jobId"])

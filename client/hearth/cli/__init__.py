@@ -1,0 +1,69 @@
+"""The `hearth` command line. Every command has --help; reporting commands take --json; the
+exit code is 0 only on success; user mistakes print one clear line (and a hint), no traceback.
+
+One module per command group. Other packages add groups through the `hearth.cli` entry point
+(the provider node adds `hearth node` and `hearth bench node`), so this package never imports them."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import click
+
+from hearth.cli import account, bench, devnet, ipfs, job, model, provider
+from hearth.cli.common import Ctx, fail
+from hearth.errors import HearthError
+from hearth.settings import DEFAULT_IPFS_API
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--network", envvar="HEARTH_NETWORK", default="devnet", show_default=True,
+              help="deployment to use (deployments/<network>.json)")
+@click.option("--rpc-url", envvar="HEARTH_RPC_URL", help="HTTP RPC endpoint (default: the running devnet)")
+@click.option("--ipfs-api", envvar="HEARTH_IPFS_API", default=DEFAULT_IPFS_API, show_default=True,
+              help="Kubo RPC API URL (or the embedded daemon's)")
+@click.option("--keystore", envvar="HEARTH_KEYSTORE", type=click.Path(path_type=Path),
+              help="encrypted keystore file; password from HEARTH_PASSWORD or a prompt")
+@click.option("--account", "account_index", type=click.IntRange(0, 9),
+              help="devnet only: dev account index (default 2 for clients)")
+@click.option("-v", "--verbose", is_flag=True, help="log more")
+@click.version_option(package_name="hearth")
+@click.pass_context
+def cli(ctx: click.Context, network: str, rpc_url: str | None, ipfs_api: str, keystore: Path | None,
+        account_index: int | None, verbose: bool) -> None:
+    """Hearth: a decentralized market for AI inference."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Ctx(network, rpc_url, ipfs_api, keystore, account_index)
+
+
+
+for _group in (devnet.devnet_group, devnet.deploy_cmd, devnet.compile_cmd, ipfs.ipfs_group, account.account_group,
+               model.model_group, job.job_group, provider.provider_group, bench.bench_group):
+    cli.add_command(_group)
+
+
+def _register_plugins() -> None:
+    for ep in entry_points(group="hearth.cli"):
+        ep.load()(cli)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning Hearth errors into one-line messages."""
+    _register_plugins()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("aborted", code=130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except HearthError as e:
+        fail(str(e).split("\n  hint:")[0], e.hint)
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+

@@ -1,0 +1,35 @@
+"""`hearth bench`: gas, CID speed and CLI start-up (the node adds `hearth bench node`)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from hearth.cli.common import emit, json_opt
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Measure gas, CID speed and node overhead."""
+
+
+@bench_group.command("gas")
+@json_opt
+def bench_gas(as_json: bool) -> None:
+    """Deploy on a fresh anvil and print the gas of every external function and the lifecycle."""
+    from hearth.dev.gas import gas_table
+
+    table = gas_table()
+    emit(table, as_json, "\n".join(f"{k:40} {v:>9}" for k, v in table.items()))
+
+
+@bench_group.command("cid")
+@click.option("--size-mb", default=1024, show_default=True, help="file size, MiB")
+@json_opt
+def bench_cid(size_mb: int, as_json: bool) -> None:
+    """CID of a big file: MB/s and peak memory, beside plain sha256 and ipfs_cid."""
+    from hearth.dev.bench import cid_bench
+
+    r = cid_bench(size_mb)
+    emit(r, as_json, json.dumps(r, indent=2))

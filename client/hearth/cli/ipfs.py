@@ -1,0 +1,89 @@
+"""`hearth ipfs`: add and fetch verified content, run the embedded daemon."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hearth.cli.common import Ctx, pass_ctx, progress_printer
+from hearth.formats.cid import CID
+
+
+@click.group("ipfs")
+def ipfs_group() -> None:
+    """Add and fetch content (verified) and run the embedded IPFS daemon."""
+
+
+@ipfs_group.command("daemon")
+@click.option("--data", type=click.Path(path_type=Path), help="blockstore directory (default: ~/.hearth/ipfs)")
+@click.option("--port", default=5001, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="bind address (localhost by default)")
+def ipfs_daemon(data: Path | None, port: int, host: str) -> None:
+    """Serve the Kubo RPC subset and trustless gateway paths from an on-disk blockstore."""
+    from hearth.ipfs.daemon import serve
+    from hearth.settings import data_dir
+
+    data = data or data_dir() / "ipfs"
+    click.echo(f"embedded IPFS daemon: API http://{host}:{port}/api/v0, gateway http://{host}:{port}/ipfs/, data {data}",
+               err=True)
+    serve(data, host, port)
+
+
+@ipfs_group.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--only-hash", "-n", is_flag=True, help="compute the CID locally; store nothing")
+@click.option("--cid-version", type=click.IntRange(0, 1), default=0, show_default=True)
+@click.option("--api", help="IPFS API URL (default: --ipfs-api)")
+@pass_ctx
+def ipfs_add(c: Ctx, path: Path, only_hash: bool, cid_version: int, api: str | None) -> None:
+    """Add a file; prints its CID and nothing else (like `ipfs add -Q`)."""
+    from hearth.ipfs.kubo import KuboClient
+
+    if only_hash:
+        from hearth.formats.cid import FileDAG
+
+        dag = FileDAG(cid_version)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                dag.update(chunk)
+        click.echo(str(dag.finish()))
+        return
+    with KuboClient(api or c.ipfs_api, timeout=600) as k:
+        cid = k.add_file(path, cid_version, progress=progress_printer() if sys.stderr.isatty() else None)
+        click.echo(str(cid))
+
+
+@ipfs_group.command("cat")
+@click.argument("cid")
+@click.option("--api", help="IPFS API URL (default: --ipfs-api)")
+@pass_ctx
+def ipfs_cat(c: Ctx, cid: str, api: str | None) -> None:
+    """Print a file's bytes, every block verified against its CID."""
+    from hearth.ipfs.fetch import iter_file
+    from hearth.ipfs.kubo import KuboClient
+
+    root = CID.parse(cid)
+    with KuboClient(api or c.ipfs_api) as k:
+        out = sys.stdout.buffer
+        for piece in iter_file(k, root):
+            out.write(piece)
+        out.flush()
+
+
+@ipfs_group.command("get")
+@click.argument("cid")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="file to write")
+@click.option("--api", help="IPFS API URL (default: --ipfs-api)")
+@pass_ctx
+def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None) -> None:
+    """Fetch a file to disk, verified, with progress."""
+    from hearth.ipfs.fetch import fetch_to_file
+    from hearth.ipfs.kubo import KuboClient
+
+    root = CID.parse(cid)
+
+    with KuboClient(api or c.ipfs_api, timeout=600) as k:
+        n = fetch_to_file(k, root, output, progress_printer())
+    click.echo(f"\nwrote {n} bytes to {output}", err=True)

@@ -1,0 +1,112 @@
+"""`hearth provider`: the on-chain provider record (stake, models, price, unbonding)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hearth.cli.common import PROVIDER_DEV_ACCOUNT, Ctx, emit, json_opt, pass_ctx, tx_hash
+from hearth.errors import UserError
+from hearth.formats.cid import CID
+from hearth.formats.units import TOKEN, parse_amount
+
+
+@click.group("provider")
+def provider_group() -> None:
+    """Manage the on-chain provider record (stake, models, price, unbonding)."""
+
+
+def _model_cids(names: tuple[str, ...]) -> list[bytes]:
+    from hearth.models import resolve
+
+    out = []
+    for n in names:
+        try:
+            out.append(CID.parse(n).to_bytes())
+        except UserError:
+            out.append(CID.parse(resolve(n).cid).to_bytes())
+    return out
+
+
+def _tx(c: Ctx, name: str, *args: Any) -> str:
+    return tx_hash(c.sender.transact(c.market.fn(name, *args)))
+
+
+def _provider_ctx(c: Ctx) -> Ctx:
+    if c.account_index is None and c.keystore is None and c.network == "devnet":
+        c.account_index = PROVIDER_DEV_ACCOUNT
+    return c
+
+
+@provider_group.command("register")
+@click.option("--stake", default="100", show_default=True, help="stake, HRT (taken from the deposit; "
+              "deposited from the wallet first if short)")
+@click.option("--price", default="0.001", show_default=True, help="minimum price per job, HRT")
+@click.option("--model", "models", multiple=True, default=("smollm2-135m",), show_default=True)
+@json_opt
+@pass_ctx
+def provider_register(c: Ctx, stake: str, price: str, models: tuple[str, ...], as_json: bool) -> None:
+    """Register as a provider with stake, a minimum price and the models served."""
+    c = _provider_ctx(c)
+    wei = parse_amount(stake)
+    bal = c.market.account(c.account.address).balance
+    if bal < wei:
+        c.sender.transact(c.market.token.functions.approve(c.market.address, wei - bal))
+        c.sender.transact(c.market.fn("deposit", wei - bal))
+    tx = _tx(c, "register", wei, parse_amount(price), _model_cids(models))
+    emit({"provider": c.account.address, "stake": wei / TOKEN, "tx": tx}, as_json,
+          f"registered {c.account.address} with {wei / TOKEN:g} HRT stake")
+
+
+@provider_group.command("models")
+@click.argument("action", type=click.Choice(["add", "remove", "list"]))
+@click.argument("models", nargs=-1)
+@json_opt
+@pass_ctx
+def provider_models(c: Ctx, action: str, models: tuple[str, ...], as_json: bool) -> None:
+    """Add, remove or list the models this provider serves."""
+    c = _provider_ctx(c)
+    if action == "list":
+        from hearth.models import all_models
+
+        rows = [{"name": m.name, "cid": m.cid, "served": c.market.serves(c.account.address, CID.parse(m.cid).to_bytes())}
+                for m in all_models()]
+        emit(rows, as_json, "\n".join(f"{r['name']:20} {r['cid']} {'served' if r['served'] else '-'}" for r in rows))
+        return
+    if not models:
+        raise UserError("name at least one model")
+    tx = _tx(c, "addModels" if action == "add" else "removeModels", _model_cids(models))
+    emit({"tx": tx}, as_json, f"models {action}ed")
+
+
+@provider_group.command("price")
+@click.argument("price")
+@json_opt
+@pass_ctx
+def provider_price(c: Ctx, price: str, as_json: bool) -> None:
+    """Set the minimum price per job, HRT."""
+    c = _provider_ctx(c)
+    tx = _tx(c, "setPrice", parse_amount(price))
+    emit({"tx": tx}, as_json, f"price set to {price} HRT")
+
+
+@provider_group.command("unbond")
+@json_opt
+@pass_ctx
+def provider_unbond(c: Ctx, as_json: bool) -> None:
+    """Stop taking jobs; the stake can be withdrawn after the unbonding delay."""
+    c = _provider_ctx(c)
+    tx = _tx(c, "unbond")
+    end = c.market.account(c.account.address).unbonding_end
+    emit({"tx": tx, "unbonding_end": end}, as_json, f"unbonding; withdraw the stake after unix time {end}")
+
+
+@provider_group.command("withdraw")
+@json_opt
+@pass_ctx
+def provider_withdraw(c: Ctx, as_json: bool) -> None:
+    """After unbonding, with no open jobs: move the stake back to the deposit."""
+    c = _provider_ctx(c)
+    tx = _tx(c, "withdrawStake")
+    emit({"tx": tx}, as_json, "stake moved to your deposit (hearth account withdraw AMOUNT to take it out)")

@@ -1,0 +1,1 @@
+"""Developer tooling: compile, deploy, the devnet, gas, benchmarks and the one-machine localnet."""

@@ -1,0 +1,161 @@
+"""The devnet: anvil from npm as a Sepolia-like chain, with Hearth deployed and dev accounts funded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from hearth.chain import deployments
+from hearth.chain.deployments import Deployment
+from hearth.chain.market import connect
+from hearth.chain.sender import Sender
+from hearth.dev import deploy as deploy_mod
+from hearth.dev.procs import free_port, pid_alive, port_open, stop_pid, wait_until
+from hearth.errors import ChainError
+from hearth.formats.units import TOKEN
+from hearth.settings import DEFAULT_RPC_PORT, data_dir, npm_binary
+
+CHAIN_ID = 11155111  # Sepolia's id, so wallets and tools treat the devnet like Sepolia
+DEV_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's public dev mnemonic
+DEV_FUNDS = 1_000_000 * TOKEN
+DEFAULT_PORT = DEFAULT_RPC_PORT
+
+Account.enable_unaudited_hdwallet_features()
+
+
+def dev_account(index: int) -> LocalAccount:
+    """anvil's dev account `index` (public keys, for the devnet only)."""
+    acct: LocalAccount = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return acct
+
+
+def dev_accounts(n: int = 10) -> list[LocalAccount]:
+    """The first `n` dev accounts."""
+    return [dev_account(i) for i in range(n)]
+
+
+def anvil_command(port: int, state_file: Path | None, block_time: float | None) -> list[str]:
+    """The anvil command line of a Sepolia-like chain."""
+    cmd = [
+        str(npm_binary("anvil", "anvil")), "--port", str(port), "--chain-id", str(CHAIN_ID),
+        "--hardfork", "prague", "--accounts", "10", "--mnemonic", DEV_MNEMONIC, "--silent",
+    ]
+    if state_file is not None:
+        cmd += ["--state", str(state_file)]
+    if block_time:
+        cmd += ["--block-time", str(block_time)]
+    return cmd
+
+
+def start_anvil(
+    port: int | None = None, state_file: Path | None = None, block_time: float | None = None, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start anvil and wait for its RPC; returns the process and its URL."""
+    port = port or free_port()
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115  (owned by the child)
+    proc = subprocess.Popen(
+        anvil_command(port, state_file, block_time), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: port_open(port) and Web3(Web3.HTTPProvider(url)).is_connected(), 30, "anvil", proc)
+    return proc, url
+
+
+@dataclass
+class DevnetInfo:
+    """What `hearth devnet up` reports."""
+
+    rpc_url: str
+    chain_id: int
+    pid: int
+    deployment: Deployment
+    reused: bool
+
+
+def _state_dir() -> Path:
+    d = data_dir() / "devnet"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def ensure_deployed(w3: Web3, network: str = "devnet", path: Path | None = None) -> tuple[Deployment, bool]:
+    """Reuse the recorded deployment if it is live on this chain, else deploy and fund dev accounts."""
+    try:
+        d = deployments.load(network, path)
+        if deployments.is_live(w3, d):
+            return d, True
+    except Exception:  # noqa: S110  (no or stale record: deploy afresh)
+        pass
+    deployer = dev_account(0)
+    sender = Sender(w3, deployer)
+    d = deploy_mod.deploy(w3, sender, network)
+    market = d.market_binding(w3)
+    deploy_mod.fund(sender, market, dev_accounts()[1:], DEV_FUNDS)
+    deployments.save(d, path)
+    return d, False
+
+
+def up(port: int = DEFAULT_PORT, block_time: float | None = None) -> DevnetInfo:
+    """Start (or find running) the devnet and make sure Hearth is deployed on it."""
+    sd = _state_dir()
+    pid_file, meta_file = sd / "anvil.pid", sd / "anvil.json"
+    if pid_file.exists() and pid_alive(int(pid_file.read_text())):
+        meta = json.loads(meta_file.read_text())
+        url, pid = meta["rpc_url"], int(pid_file.read_text())
+    else:
+        if port_open(port):
+            raise ChainError(
+                f"port {port} is taken by another program", hint="pass --port N or stop that program"
+            )
+        proc, url = start_anvil(port, sd / "state.json", block_time, sd / "anvil.log")
+        pid = proc.pid
+        pid_file.write_text(str(pid))
+        meta_file.write_text(json.dumps({"rpc_url": url, "block_time": block_time}))
+    w3 = connect(url)
+    d, reused = ensure_deployed(w3)
+    return DevnetInfo(url, int(w3.eth.chain_id), pid, d, reused)
+
+
+def down() -> bool:
+    """Stop the devnet (its state stays on disk for the next `up`). True if one was running."""
+    pid_file = _state_dir() / "anvil.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    running = pid_alive(pid)
+    stop_pid(pid, timeout=15)  # SIGTERM lets anvil write --state
+    pid_file.unlink()
+    return running
+
+
+def status() -> dict[str, object]:
+    """Whether the devnet runs, its URL, block and deployment."""
+    sd = _state_dir()
+    pid_file = sd / "anvil.pid"
+    if not pid_file.exists() or not pid_alive(int(pid_file.read_text())):
+        return {"running": False}
+    url = json.loads((sd / "anvil.json").read_text())["rpc_url"]
+    w3 = connect(url)
+    out: dict[str, object] = {"running": True, "rpc_url": url, "chain_id": w3.eth.chain_id,
+                              "block": w3.eth.block_number, "pid": int(pid_file.read_text())}
+    try:
+        d = deployments.load("devnet")
+        out["deployed"] = deployments.is_live(w3, d)
+        out["market"], out["token"] = d.market, d.token
+    except Exception:
+        out["deployed"] = False
+    return out
+
+
+def rpc_url() -> str:
+    """The running devnet's URL (default if unknown)."""
+    meta = _state_dir() / "anvil.json"
+    if meta.exists():
+        return str(json.loads(meta.read_text())["rpc_url"])
+    return f"http://127.0.0.1:{DEFAULT_PORT}"

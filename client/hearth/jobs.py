@@ -1,0 +1,178 @@
+"""Client-side job operations: post with locked payment, follow, fetch and verify results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3.types import TxReceipt
+
+from hearth.chain.market import Market
+from hearth.chain.sender import Sender
+from hearth.chain.types import ZERO_ADDRESS
+from hearth.errors import HearthError, UserError, VerificationError
+from hearth.formats.cid import CID
+from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
+from hearth.formats.receipt import result_signer
+from hearth.ipfs.kubo import KuboClient
+
+TOKEN = 10**18
+MAX_RESULT_BYTES = 1 << 20
+
+
+def chain_now(market: Market) -> int:
+    """The time the next block will carry: the latest block may be old on an idle automining
+    devnet, whose clock only moves when a block is mined."""
+    return max(int(market.w3.eth.get_block("latest")["timestamp"]), int(time.time()))
+
+
+class ShortBalance(UserError):
+    """Not enough tokens to pay."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A posted job."""
+
+    job_id: int
+    spec_cid: str
+    tx_hash: str
+    gas_used: int
+    claim_deadline: int
+
+
+def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: int) -> tuple[int, bytes, bytes]:
+    """EIP-2612 permit letting the market pull `value` tokens from `acct`."""
+    token = market.token
+    nonce = int(token.functions.nonces(acct.address).call())
+    sig = Account.sign_typed_data(
+        acct.key,
+        domain_data={"name": "Hearth", "version": "1", "chainId": int(market.w3.eth.chain_id),
+                     "verifyingContract": token.address},
+        message_types={"Permit": [
+            {"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
+            {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+        ]},
+        message_data={"owner": acct.address, "spender": market.address, "value": value, "nonce": nonce,
+                      "deadline": deadline},
+    )
+    return int(sig.v), int(sig.r).to_bytes(32, "big"), int(sig.s).to_bytes(32, "big")
+
+
+def post(
+    market: Market, sender: Sender, acct: LocalAccount, ipfs: KuboClient, spec: JobSpec, payment: int,
+    claim_timeout: int, completion_window: int, provider: str = ZERO_ADDRESS,
+) -> Posted:
+    """Add the spec to IPFS and post the job, paying from the internal balance or, when it is
+    short, pulling the rest from the wallet with a permit in the same transaction."""
+    if payment <= 0:
+        raise UserError("the payment must be positive")
+    if claim_timeout <= 0 or completion_window <= 0:
+        raise UserError("timeouts must be positive", hint="e.g. --claim-timeout 5m --timeout 10m")
+    balance = market.account(acct.address).balance
+    short = max(0, payment - balance)
+    if short:
+        wallet = market.token_balance(acct.address)
+        if wallet < short:
+            raise ShortBalance(
+                f"payment {payment / TOKEN:g} HRT but only {balance / TOKEN:g} HRT deposited and "
+                f"{wallet / TOKEN:g} HRT in the wallet: {(short - wallet) / TOKEN:g} HRT missing",
+                hint="get tokens (on the devnet: hearth account faucet), then retry",
+            )
+    spec_cid = ipfs.add(spec.to_bytes(), pin=True)
+    now = chain_now(market)
+    deadline = now + claim_timeout
+    params = market.post_params(
+        CID.parse(spec.model_cid).to_bytes(), spec_cid.to_bytes(), payment, deadline, completion_window, provider
+    )
+    if short:
+        v, r, s = permit_signature(acct, market, short, now + 3600)
+        receipt = sender.transact(market.fn("postJobWithPermit", params, short, now + 3600, v, r, s))
+    else:
+        receipt = sender.transact(market.fn("postJob", params))
+    return Posted(market.job_posted_id(receipt), str(spec_cid), _hash(receipt), int(receipt["gasUsed"]), deadline)
+
+
+def _hash(receipt: TxReceipt) -> str:
+    return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+@dataclass(frozen=True)
+class Update:
+    """A change in a job's life, as the client sees it."""
+
+    state: str
+    elapsed: float
+    detail: dict[str, Any]
+
+
+def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None = None) -> Iterator[Update]:
+    """Yield each new state of a job until it is final (Settled, Cancelled, Expired, Refunded),
+    Completed (dispute window open), or a deadline passed with nobody acting."""
+    t0 = time.monotonic()
+    seen = 0
+    dispute_window = market.dispute_window()  # immutable: read once, not on every poll
+    while True:
+        history = market.history(job_id)
+        for name, ev in history[seen:]:
+            yield Update(name.removeprefix("Job"), time.monotonic() - t0, dict(ev["args"]))
+        seen = len(history)
+        names = [n for n, _ in history]
+        if any(n in names for n in ("JobSettled", "JobCancelled", "JobExpired", "JobRefunded")):
+            return
+        if "JobCompleted" in names and dispute_window > 0:
+            return
+        slot = market.job(job_id)
+        now = chain_now(market)
+        if slot.state in ("Posted", "Claimed") and now > slot.deadline + 1:
+            yield Update("DeadlinePassed", time.monotonic() - t0, {"state": slot.state, "deadline": slot.deadline})
+            return
+        if timeout is not None and time.monotonic() - t0 > timeout:
+            yield Update("Timeout", time.monotonic() - t0, {"state": slot.state})
+            return
+        time.sleep(poll)
+
+
+@dataclass(frozen=True)
+class VerifiedResult:
+    """A result whose bytes matched its CID, whose output matched the on-chain hash and whose
+    receipt was signed by the provider that completed the job."""
+
+    job_id: int
+    result_cid: str
+    result: Result
+    provider: str
+    output_hash: str
+
+
+def fetch_result(market: Market, ipfs: KuboClient, job_id: int) -> VerifiedResult:
+    """Fetch a completed job's result and verify it against the chain."""
+    completed = market.logs("JobCompleted", market.deploy_block, "latest", jobId=job_id)
+    if not completed:
+        state = market.job(job_id).state
+        raise HearthError(f"job {job_id} has no result (state {state})", hint=f"follow it: hearth job status {job_id}")
+    args = completed[-1]["args"]
+    cid = CID.parse(bytes(args["resultCid"]))
+    onchain_hash = bytes(args["outputHash"])
+    data = ipfs.cat(cid, max_size=MAX_RESULT_BYTES)  # every block verified against the CID
+    result = parse_result(data)
+    if output_hash(result.output) != onchain_hash:
+        raise VerificationError(
+            f"job {job_id}: the output in result {cid} does not hash to the on-chain output hash",
+            hint=f"the result was tampered with; dispute it within the window: hearth job dispute {job_id}",
+        )
+    provider = str(args["provider"])
+    signer = result_signer(result)
+    if signer.lower() != provider.lower():
+        raise VerificationError(f"job {job_id}: result signed by {signer}, but completed by {provider}")
+    if int(result.body.get("job_id", -1)) != job_id:
+        raise VerificationError(f"job {job_id}: result is for job {result.body.get('job_id')}")
+    posted = market.posted(job_id)
+    if CID.parse(str(result.body["spec_cid"])).digest != CID.parse(posted.spec_cid).digest:
+        raise VerificationError(f"job {job_id}: result answers a different spec")
+    return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex())

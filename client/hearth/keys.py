@@ -1,0 +1,74 @@
+"""Keys: the dev accounts on the devnet, otherwise encrypted keystores (eth-account). A key is
+never logged, printed or served."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from hearth.errors import UserError
+from hearth.settings import PASSWORD_ENV, data_dir, password_from_env
+
+
+def keystore_dir() -> Path:
+    """Where `hearth account new|import` writes keystores."""
+    d = data_dir() / "keystore"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def password(env_var: str = PASSWORD_ENV, confirm: bool = False) -> str:
+    """The keystore password from `env_var`, else a prompt (never echoed)."""
+    pw = password_from_env(env_var)
+    if pw is not None:
+        return pw
+    if not os.isatty(0):
+        raise UserError(f"no keystore password: set {env_var} or run in a terminal to be asked")
+    pw = getpass.getpass("keystore password: ")
+    if confirm and getpass.getpass("again: ") != pw:
+        raise UserError("the passwords differ")
+    return pw
+
+
+def save_keystore(acct: LocalAccount, pw: str) -> Path:
+    """Encrypt `acct` into the keystore directory; returns the file."""
+    path = keystore_dir() / f"{acct.address.lower()[2:]}.json"
+    path.write_text(json.dumps(Account.encrypt(acct.key, pw)))
+    path.chmod(0o600)
+    return path
+
+
+def require_keystore(path: Path) -> Path:
+    """`path` if it exists, else a UserError saying how to make one (asked before any password)."""
+    if not path.exists():
+        raise UserError(f"keystore {path} not found", hint="create one: hearth account new (or import)")
+    return path
+
+
+def load_keystore(path: Path, pw: str) -> LocalAccount:
+    """Decrypt a keystore file; UserError on a missing file or a wrong password."""
+    require_keystore(path)
+    try:
+        key = Account.decrypt(json.loads(path.read_text()), pw)
+    except ValueError as e:
+        raise UserError(f"cannot decrypt {path}: wrong password?") from e
+    except (json.JSONDecodeError, KeyError) as e:
+        raise UserError(f"{path} is not a keystore file") from e
+    acct: LocalAccount = Account.from_key(key)
+    return acct
+
+
+def list_keystores() -> list[tuple[str, Path]]:
+    """(address, file) of each keystore in the keystore directory."""
+    out = []
+    for p in sorted(keystore_dir().glob("*.json")):
+        try:
+            out.append(("0x" + json.loads(p.read_text())["address"], p))
+        except (json.JSONDecodeError, KeyError):
+            continue
+    return out

@@ -1,0 +1,61 @@
+"""Where Hearth's files live and the one reader of the environment (HEARTH_* variables).
+
+In a checkout, state goes to `<repo>/.hearth` and deployments to `<repo>/deployments`; from an
+installed wheel, to `~/.hearth` and `~/.hearth/deployments`. The compiled contract artifacts are
+package data (`hearth/artifacts/`), so an installed wheel finds them too."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hearth.errors import ToolchainError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ARTIFACTS_DIR = PACKAGE_DIR / "artifacts"
+REPO_ROOT = PACKAGE_DIR.parent.parent
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "contracts").is_dir()
+CONTRACTS_DIR = REPO_ROOT / "contracts"
+NODE_MODULES = REPO_ROOT / "node_modules"
+
+DEFAULT_IPFS_API = "http://127.0.0.1:5001"
+DEFAULT_IPFS_PORT = 5001
+DEFAULT_RPC_PORT = 8545  # anvil's default
+PASSWORD_ENV = "HEARTH_PASSWORD"  # noqa: S105  (the variable's name, not a password)
+
+
+def env(name: str) -> str | None:
+    """A HEARTH_* environment variable, or None when unset or empty."""
+    return os.environ.get(name) or None
+
+
+def data_dir() -> Path:
+    """Hearth's state directory (keystores, devnet chain, IPFS blocks, node journal)."""
+    default = REPO_ROOT / ".hearth" if IN_CHECKOUT else Path.home() / ".hearth"
+    return Path(env("HEARTH_HOME") or default).resolve()
+
+
+def deployments_dir() -> Path:
+    """Where `deployments/<network>.json` files are read and written."""
+    explicit = env("HEARTH_DEPLOYMENTS_DIR")
+    if explicit:
+        return Path(explicit)
+    return REPO_ROOT / "deployments" if IN_CHECKOUT else data_dir() / "deployments"
+
+
+def password_from_env(var: str = PASSWORD_ENV) -> str | None:
+    """The keystore password from the environment, if set."""
+    return os.environ.get(var)
+
+
+def crash_point_name() -> str | None:
+    """Fault injection for the crash-safety tests (HEARTH_TEST_CRASH_AT)."""
+    return env("HEARTH_TEST_CRASH_AT")
+
+
+def npm_binary(package: str, name: str) -> Path:
+    """The real binary of a Foundry npm package (not the node wrapper, which leaves zombies)."""
+    path = NODE_MODULES / "@foundry-rs" / f"{package}-linux-amd64" / "bin" / name
+    if not path.exists():
+        raise ToolchainError(f"{name} not found at {path}", hint="run scripts/setup (it runs npm ci)")
+    return path

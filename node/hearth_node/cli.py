@@ -1,0 +1,103 @@
+"""The node's commands, plugged into `hearth` through the `hearth.cli` entry point:
+`hearth node init|run`, `hearth bench node` and `hearth job verify` (which re-runs a job with
+llama.cpp, so it belongs to the package that owns the runner)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from hearth.cli.common import Ctx, emit, json_opt, pass_ctx
+from hearth.errors import UserError
+from hearth.formats.units import parse_amount
+from hearth.settings import DEFAULT_IPFS_API
+
+
+@click.group("node")
+def node_group() -> None:
+    """Run a provider node."""
+
+
+@node_group.command("init")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("hearth-node.toml"), show_default=True)
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def node_init(output: Path, force: bool) -> None:
+    """Write a commented config file with every setting and its default."""
+    from hearth_node.config import commented_config
+
+    if output.exists() and not force:
+        raise UserError(f"{output} exists", hint="pass --force to overwrite")
+    output.write_text(commented_config())
+    click.echo(f"wrote {output}")
+
+
+@node_group.command("run")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML config (see hearth node init)")
+@click.option("--model", "models", multiple=True, help="model name or CID to serve (repeatable)")
+@click.option("--min-price", help="least payment accepted, HRT")
+@click.option("--api-port", type=int, help="HTTP API port")
+@click.option("--dev-account", type=int, help="devnet only: dev account index of the provider (default 1)")
+@click.option("--n-gpu-layers", type=int, help="layers to offload to the GPU (CUDA build)")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="journal and model cache directory")
+@pass_ctx
+def node_run(c: Ctx, config_file: Path | None, models: tuple[str, ...], min_price: str | None, api_port: int | None,
+             dev_account: int | None, n_gpu_layers: int | None, data_dir: Path | None) -> None:
+    """Watch the market, claim jobs this node can serve, run them, deliver results."""
+    import logging
+
+    from pydantic import ValidationError
+
+    from hearth_node.config import load_settings
+    from hearth_node.service import NodeService
+
+    logging.getLogger("hearth.node").setLevel(logging.INFO)
+    try:
+        s = load_settings(
+            config_file, network=c.network, rpc_url=c.rpc_url,
+            ipfs_api=c.ipfs_api if c.ipfs_api != DEFAULT_IPFS_API else None,
+            keystore=c.keystore, models=list(models) or None,
+            min_price=parse_amount(min_price) if min_price else None, api_port=api_port, dev_account=dev_account,
+            n_gpu_layers=n_gpu_layers, data_dir=data_dir,
+        )
+    except ValidationError as e:
+        raise UserError(f"bad node settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+    NodeService(s).run_forever()
+
+
+@click.command("node")
+@click.option("--jobs", "n_jobs", default=50, show_default=True, help="queued short jobs for the throughput run")
+@click.option("--overhead-jobs", default=10, show_default=True, help="sequential jobs for the overhead median")
+@json_opt
+def bench_node(n_jobs: int, overhead_jobs: int, as_json: bool) -> None:
+    """Node overhead, tokens/s ratio against plain llama-cpp-python, and jobs/minute."""
+    from hearth_node.bench import node_bench
+
+    r = node_bench(n_jobs, overhead_jobs)
+    emit(r, as_json, json.dumps(r, indent=2))
+
+
+@click.command("verify")
+@click.argument("job_id", type=int)
+@json_opt
+@pass_ctx
+def job_verify(c: Ctx, job_id: int, as_json: bool) -> None:
+    """Re-run a job locally with the same model and params; exit 0 only if the output hash matches."""
+    from hearth_node.verify import reexecute
+
+    report = reexecute(c.market, c.ipfs, job_id)
+    emit(report, as_json, ("MATCH" if report["match"] else "MISMATCH")
+          + f": local output hash {report['local_sha256']}, on-chain {report['onchain_sha256']}")
+    if not report["match"]:
+        sys.exit(1)
+
+
+def register(cli: click.Group) -> None:
+    """Entry point `hearth.cli`: add the node's commands to the `hearth` CLI."""
+    cli.add_command(node_group)
+    for group, command in (("bench", bench_node), ("job", job_verify)):
+        parent = cli.commands[group]
+        assert isinstance(parent, click.Group)
+        parent.add_command(command)

@@ -1,0 +1,150 @@
+"""Assembles a provider node from its settings and runs it until stopped."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import uvicorn
+from eth_account.signers.local import LocalAccount
+from hearth import keys
+from hearth.chain import deployments
+from hearth.chain.market import Market, connect
+from hearth.chain.sender import Sender
+from hearth.dev import devnet
+from hearth.dev.procs import free_port
+from hearth.errors import ConfigError
+from hearth.formats.cid import CID
+from hearth.formats.units import TOKEN
+from hearth.ipfs.kubo import KuboClient
+from hearth.models import resolve
+
+from hearth_node import guardian
+from hearth_node.api import create_app
+from hearth_node.config import NodeSettings
+from hearth_node.journal import Journal
+from hearth_node.modelstore import ModelStore
+from hearth_node.processor import Processor
+from hearth_node.runner import RunnerPool
+from hearth_node.watcher import Watcher
+
+log = logging.getLogger("hearth.node")
+
+
+def provider_account(s: NodeSettings) -> LocalAccount:
+    """The node's key: a dev account on the devnet, else the keystore."""
+    if s.keystore is not None:
+        return keys.load_keystore(keys.require_keystore(s.keystore), keys.password(s.password_env))
+    if s.network != "devnet":
+        raise ConfigError("a keystore is needed outside the devnet", hint="set keystore in the config")
+    return devnet.dev_account(s.dev_account)
+
+
+class NodeService:
+    """The running node, wired: one sender, the watcher feeding the processor, the journal, the API."""
+
+    def __init__(self, s: NodeSettings) -> None:
+        self.settings = s
+        rpc = s.rpc_url or (devnet.rpc_url() if s.network == "devnet" else None)
+        if rpc is None:
+            raise ConfigError("rpc_url is not set", hint="pass --rpc-url or set HEARTH_RPC_URL")
+        self.w3 = connect(rpc)
+        d = deployments.load(s.network)
+        if not deployments.is_live(self.w3, d):
+            raise ConfigError(
+                f"the contracts in deployments/{s.network}.json are not on the chain at {rpc}",
+                hint="on the devnet run: hearth devnet up",
+            )
+        self.deployment = d
+        self.market = Market(self.w3, d.market, d.token, d.deploy_block)
+        self.account = provider_account(s)
+        self.ipfs = KuboClient(s.ipfs_api)
+        self.ipfs.version()  # fail now, with the URL, if IPFS is unreachable
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(s.data_dir / f"journal-{d.chain_id}-{d.market.lower()}-{self.account.address.lower()}.db")
+        refs = [resolve(m) for m in s.models]
+        model_shas = {CID.parse(m.cid).to_bytes(): (m.sha256, m.size) for m in refs}
+        self.model_refs = refs
+        policy = guardian.Policy(
+            address=self.account.address,
+            models={k: v[0] for k, v in model_shas.items()},
+            min_price=s.min_price,
+            max_tokens=s.max_tokens,
+            max_spec_bytes=s.max_spec_bytes,
+            n_ctx=s.n_ctx,
+            tokens_per_second=s.tokens_per_second_floor,
+        )
+        ws = s.ws_url or rpc.replace("http://", "ws://").replace("https://", "wss://")
+        self.sender = Sender(self.w3, self.account)  # the account's one sender: every transaction goes through it
+        self.processor = Processor(
+            self.market, self.account, self.sender, self.ipfs, self.journal,
+            ModelStore(s.data_dir / "models", self.ipfs),
+            RunnerPool(s.model_memory_budget, s.n_ctx, s.n_threads, s.n_gpu_layers),
+            policy, model_shas, d.chain_id,
+        )
+        self.watcher = Watcher(self.market, self.journal, self.processor.on_posted, s.confirmations, s.poll_interval,
+                               s.log_range, ws, on_rpc_error=self.processor.metrics.count_rpc_error)
+        self._server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
+        self.api_port = s.api_port or free_port()
+
+    def ensure_registered(self) -> None:
+        """On the devnet, register with stake and models if needed; elsewhere, explain what to run."""
+        acct = self.market.account(self.account.address)
+        missing = [m for m in self.model_refs if not self.market.serves(self.account.address, CID.parse(m.cid).to_bytes())]
+        if acct.status == "Active" and not missing:
+            return
+        if self.settings.network != "devnet":
+            raise ConfigError(
+                f"provider {self.account.address} is not registered for all its models on {self.settings.network}",
+                hint="run: hearth provider register --stake AMOUNT --model NAME",
+            )
+        sender = self.sender
+        if acct.status != "Active":
+            need = self.settings.stake
+            if acct.balance < need:
+                sender.transact(self.market.token.functions.approve(self.market.address, need - acct.balance))
+                sender.transact(self.market.fn("deposit", need - acct.balance))
+            sender.transact(self.market.fn(
+                "register", need, self.settings.min_price, [CID.parse(m.cid).to_bytes() for m in self.model_refs]
+            ))
+            log.info("registered provider %s with %d HRT stake", self.account.address, need // TOKEN)
+        elif missing:
+            sender.transact(self.market.fn("addModels", [CID.parse(m.cid).to_bytes() for m in missing]))
+
+    def start(self) -> None:
+        """Register if needed, start the pipeline and the API."""
+        self.ensure_registered()
+        self.processor.recover()  # open jobs first: their signed transactions hold the next nonces
+        self.watcher.start()
+        config = uvicorn.Config(
+            create_app(self), host=self.settings.api_host, port=self.api_port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+        self._server_thread.start()
+        log.info("node %s up: API http://%s:%d", self.account.address, self.settings.api_host, self.api_port)
+
+    def stop(self) -> None:
+        """Stop everything started."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=10)
+        self.watcher.stop()
+        self.processor.stop()
+        self.processor.runners.close()
+        self.ipfs.close()
+        self.journal.close()
+
+    def run_forever(self) -> None:
+        """Start and block until SIGINT/SIGTERM."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        print(f"hearth node {self.account.address} running; API http://{self.settings.api_host}:{self.api_port}",
+              flush=True)
+        done.wait()
+        self.stop()

@@ -1,0 +1,144 @@
+"""The watcher: JobPosted logs from a persisted cursor with get_logs, a confirmation depth and
+reorg handling, woken early by WebSocket new-block pushes where the RPC offers them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+
+from hearth.chain.market import Market
+from hearth.chain.types import PostedJob, posted_from_event
+
+from hearth_node.journal import Journal
+
+log = logging.getLogger("hearth.node")
+
+
+class Watcher:
+    """Feeds every confirmed JobPosted of the market to `on_posted`, exactly once per cursor move."""
+
+    def __init__(
+        self, market: Market, journal: Journal, on_posted: Callable[[PostedJob], None], confirmations: int = 0,
+        poll_interval: float = 0.05, log_range: int = 2000, ws_url: str | None = None,
+        on_rpc_error: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.market = market
+        self.w3 = market.w3
+        self.journal = journal
+        self.on_posted = on_posted
+        self.confirmations = confirmations
+        self.poll_interval = poll_interval
+        self.log_range = log_range
+        self.ws_url = ws_url
+        self.on_rpc_error = on_rpc_error
+        self.rpc_ok = True
+        self._ws_live = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start the poller and the WebSocket listener."""
+        for target, name in ((self._watch_loop, "watcher"), (self._ws_loop, "ws")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop both threads."""
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _ws_loop(self) -> None:
+        """New-block pushes over WebSocket: they only wake the get_logs poller early."""
+        if not self.ws_url:
+            return
+        from websockets.sync.client import connect
+
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with connect(self.ws_url, open_timeout=5) as ws:
+                    ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
+                    delay = 0.5
+                    self._ws_live = True
+                    while not self._stop.is_set():
+                        try:
+                            ws.recv(timeout=1.0)
+                        except TimeoutError:
+                            continue
+                        self._wake.set()
+            except Exception as e:  # noqa: BLE001  (no WS: polling still works)
+                self._ws_live = False
+                log.debug("websocket unavailable (%s); polling", e)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _cursor(self) -> int:
+        v = self.journal.get_kv("cursor")
+        if v is not None:
+            return int(v)
+        head = self.w3.eth.block_number
+        start = max(self.market.deploy_block, head - 5000)
+        return start - 1
+
+    def _watch_loop(self) -> None:
+        delay = self.poll_interval
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                if not self.rpc_ok:
+                    log.info("RPC is back")
+                self.rpc_ok = True
+                delay = self.poll_interval
+            except Exception as e:  # noqa: BLE001  (RPC down: keep the cursor, retry with backoff)
+                if self.rpc_ok:
+                    log.warning("RPC error while watching (%s); retrying", type(e).__name__)
+                self.rpc_ok = False
+                self.on_rpc_error()
+                delay = min(max(delay * 2, 0.25), 5.0)
+            # With new-block pushes, polling is only a safety net: idle polls would steal CPU
+            # (and the GIL) from inference running in this process.
+            self._wake.wait(max(delay, 1.0) if self._ws_live else delay)
+            self._wake.clear()
+
+    def poll_once(self) -> None:
+        """Catch up from the persisted cursor to the confirmed head (one pass)."""
+        cursor = self._cursor()
+        cursor = self._check_reorg(cursor)
+        head = self.w3.eth.block_number - self.confirmations
+        a = cursor + 1
+        while a <= head and not self._stop.is_set():
+            b = min(a + self.log_range - 1, head)
+            for ev in self.market.logs("JobPosted", a, b):
+                self.on_posted(posted_from_event(ev))
+            block = self.w3.eth.get_block(b)
+            self.journal.set_kv("cursor", str(b))
+            self.journal.set_kv("cursor_hash", bytes(block["hash"]).hex())
+            a = b + 1
+
+    def _check_reorg(self, cursor: int) -> int:
+        """If the cursor's block changed hash, rewind and drop jobs whose post vanished."""
+        saved = self.journal.get_kv("cursor_hash")
+        if saved is None or cursor < 0:
+            return cursor
+        try:
+            block = self.w3.eth.get_block(cursor)
+            if bytes(block["hash"]).hex() == saved:
+                return cursor
+        except Exception as e:
+            if "not found" not in str(e).lower():
+                raise
+        rewind = max(self.market.deploy_block - 1, cursor - 64)
+        log.warning("reorg detected at block %d; rescanning from %d", cursor, rewind + 1)
+        live = {int(ev["args"]["jobId"]) for ev in self.market.logs("JobPosted", rewind + 1, "latest")}
+        for rec in self.journal.open_jobs():
+            if rec.posted["block_number"] > rewind and rec.job_id not in live and rec.step == "seen":
+                self.journal.advance(rec.job_id, "skipped", "its JobPosted log was removed by a reorg")
+        self.journal.set_kv("cursor", str(rewind))
+        self.journal.set_kv("cursor_hash", bytes(self.w3.eth.get_block(rewind)["hash"]).hex())
+        return rewind
