@@ -33,3 +33,16 @@ def bench_cid(size_mb: int, as_json: bool) -> None:
 
     r = cid_bench(size_mb)
     emit(r, as_json, json.dumps(r, indent=2))
+
+
+
+@bench_group.command("startup")
+@click.option("--runs", default=20, show_default=True, help="timed runs of each command")
+@json_opt
+def bench_startup(runs: int, as_json: bool) -> None:
+    """Start-up time of `hearth --version` and `hearth --help`: median and spread over fresh processes."""
+    from hearth.dev.bench import startup_bench
+
+    r = startup_bench(runs)
+    emit(r, as_json, "\n".join(f"{k:18} median {v['median_ms']:7.1f} ms  (min {v['min_ms']:.1f}, max {v['max_ms']:.1f})"
+                               for k, v in r["commands"].items()))

@@ -66,3 +66,21 @@ def cid_bench(size_mb: int = 1024) -> dict[str, Any]:
         else:
             out["ipfs_cid"] = "not installed (apt-get install ipfs-cid)"
         return out
+
+
+def startup_bench(runs: int = 20) -> dict[str, Any]:
+    """Wall time of `hearth --version` / `--help` in fresh processes (after one warm-up each)."""
+    import statistics
+
+    out: dict[str, Any] = {"runs": runs, "commands": {}}
+    for args in (["--version"], ["--help"]):
+        cmd = [sys.executable, "-m", "hearth", *args]
+        subprocess.run(cmd, capture_output=True, check=True)  # warm the page cache
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            times.append((time.perf_counter() - t0) * 1000)
+        out["commands"]["hearth " + " ".join(args)] = {
+            "median_ms": round(statistics.median(times), 1), "min_ms": round(min(times), 1), "max_ms": round(max(times), 1)}
+    return out

@@ -58,10 +58,14 @@ def start_anvil(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start anvil and wait for its RPC; returns the process and its URL."""
     port = port or free_port()
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115  (owned by the child)
-    proc = subprocess.Popen(
-        anvil_command(port, state_file, block_time), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115  (the child keeps its own descriptor)
+    try:
+        proc = subprocess.Popen(
+            anvil_command(port, state_file, block_time), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: port_open(port) and Web3(Web3.HTTPProvider(url)).is_connected(), 30, "anvil", proc)
     return proc, url
