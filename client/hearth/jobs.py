@@ -13,7 +13,7 @@ from web3.types import TxReceipt
 
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
-from hearth.chain.types import ZERO_ADDRESS
+from hearth.chain.types import ZERO_ADDRESS, posted_from_event
 from hearth.errors import HearthError, UserError, VerificationError
 from hearth.formats.cid import CID
 from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
@@ -109,6 +109,7 @@ class Update:
     state: str
     elapsed: float
     detail: dict[str, Any]
+    event: Any = None  # the decoded log, for callers that keep the history (None for synthetic updates)
 
 
 def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None = None) -> Iterator[Update]:
@@ -120,7 +121,7 @@ def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None
     while True:
         history = market.history(job_id)
         for name, ev in history[seen:]:
-            yield Update(name.removeprefix("Job"), time.monotonic() - t0, dict(ev["args"]))
+            yield Update(name.removeprefix("Job"), time.monotonic() - t0, dict(ev["args"]), ev)
         seen = len(history)
         names = [n for n, _ in history]
         if any(n in names for n in ("JobSettled", "JobCancelled", "JobExpired", "JobRefunded")):
@@ -150,10 +151,15 @@ class VerifiedResult:
     output_hash: str
 
 
-def fetch_result(market: Market, ipfs: KuboClient, job_id: int) -> VerifiedResult:
-    """Fetch a completed job's result and verify it against the chain."""
-    completed = market.logs("JobCompleted", market.deploy_block, "latest", jobId=job_id)
-    if not completed:
+def fetch_result(
+    market: Market, ipfs: KuboClient, job_id: int, history: list[tuple[str, Any]] | None = None
+) -> VerifiedResult:
+    """Fetch a completed job's result and verify it against the chain. `history` is the job's
+    events when the caller already has them (one get_logs for the whole job otherwise)."""
+    history = history if history is not None else market.history(job_id)
+    completed = [ev for name, ev in history if name == "JobCompleted"]
+    posted_ev = [ev for name, ev in history if name == "JobPosted"]
+    if not completed or not posted_ev:
         state = market.job(job_id).state
         raise HearthError(f"job {job_id} has no result (state {state})", hint=f"follow it: hearth job status {job_id}")
     args = completed[-1]["args"]
@@ -172,7 +178,7 @@ def fetch_result(market: Market, ipfs: KuboClient, job_id: int) -> VerifiedResul
         raise VerificationError(f"job {job_id}: result signed by {signer}, but completed by {provider}")
     if int(result.body.get("job_id", -1)) != job_id:
         raise VerificationError(f"job {job_id}: result is for job {result.body.get('job_id')}")
-    posted = market.posted(job_id)
+    posted = posted_from_event(posted_ev[0])
     if CID.parse(str(result.body["spec_cid"])).digest != CID.parse(posted.spec_cid).digest:
         raise VerificationError(f"job {job_id}: result answers a different spec")
     return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex())

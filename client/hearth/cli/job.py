@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from hearth.cli.common import Ctx, emit, fail, json_opt, pass_ctx
+from hearth.cli.common import Ctx, emit, fail, json_opt, pass_ctx, tx_hash
 from hearth.errors import ContractError, UserError
 from hearth.formats.cid import CID
 from hearth.formats.units import TOKEN, parse_amount, parse_duration
@@ -92,9 +92,12 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
         emit(out, as_json, str(posted.job_id))
         return
     timeline = []
+    history: list[tuple[str, Any]] = []  # the job's events as follow() saw them: read once
     try:
         for u in jobs.follow(c.market, posted.job_id):
             timeline.append({"state": u.state, "elapsed": round(u.elapsed, 3)})
+            if u.event is not None:
+                history.append(("Job" + u.state, u.event))
             _print_update(u, as_json)
             if u.state == "DeadlinePassed":
                 if u.detail["state"] == "Posted" and auto_expire:
@@ -110,10 +113,9 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     states = [t["state"] for t in timeline]
     if "Completed" not in states:
         fail(f"job {posted.job_id} ended as {states[-1] if states else 'unknown'} without a result")
-    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id)
+    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history)
     out.update(_result_json(vr), timeline=timeline)
-    hist = c.market.history(posted.job_id)
-    out["transactions"] = {n.removeprefix("Job").lower(): "0x" + bytes(e["transactionHash"]).hex() for n, e in hist}
+    out["transactions"] = {n.removeprefix("Job").lower(): tx_hash(e) for n, e in history}
     emit(out, as_json, vr.result.output)
 
 

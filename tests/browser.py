@@ -1,0 +1,29 @@
+"""A real headless browser for tests: Debian's chromium (scripts/setup installs it where it can)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_or_skip() -> str:
+    """The chromium binary, or skip the test saying how to get one."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("chromium is not installed (scripts/setup installs it as root: apt-get install chromium)")
+    return path
+
+
+def dump_dom(browser: str, url: str, profile: Path, budget_ms: int = 5000) -> str:
+    """The DOM after the page's scripts ran (virtual time), as chromium serializes it."""
+    profile.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+                        "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
