@@ -15,10 +15,10 @@ from hearth.chain.sender import Sender
 from hearth.dev.devnet import dev_account
 from hearth.dev.localnet import Localnet
 from hearth.formats.jobspec import Params, make_spec
+from hearth.formats.units import TOKEN
 from hearth.ipfs.kubo import KuboClient
 from hearth.models import bundled
 
-TOKEN = 10**18
 PROVIDERS = (1, 3)
 CLIENTS = (2, 4)
 
