@@ -18,7 +18,11 @@ from hearth.settings import PASSWORD_ENV, data_dir, password_from_env
 def keystore_dir() -> Path:
     """Where `hearth account new|import` writes keystores."""
     d = data_dir() / "keystore"
-    d.mkdir(parents=True, exist_ok=True)
+    # 0700: other local users must not even list which accounts this user holds; chmod too,
+    # because mkdir's mode is masked by the umask and an older directory may be wider
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if d.stat().st_mode & 0o077:
+        d.chmod(0o700)
     return d
 
 
@@ -38,8 +42,21 @@ def password(env_var: str = PASSWORD_ENV, confirm: bool = False) -> str:
 def save_keystore(acct: LocalAccount, pw: str) -> Path:
     """Encrypt `acct` into the keystore directory; returns the file."""
     path = keystore_dir() / f"{acct.address.lower()[2:]}.json"
-    path.write_text(json.dumps(Account.encrypt(acct.key, pw)))
-    path.chmod(0o600)
+    data = json.dumps(Account.encrypt(acct.key, pw)).encode()
+    # Created 0600 by the call that creates it (no window where it is world-readable, as with
+    # write-then-chmod), and O_EXCL: never write through a planted symlink or over a key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UserError(f"keystore {path} already exists; not overwritten",
+                        hint="this account is already imported; delete the file first to replace it") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # the umask can only narrow the mode; make it exact anyway
+            f.write(data)
+    except BaseException:
+        path.unlink(missing_ok=True)  # no half-written keystore left behind
+        raise
     return path
 
 

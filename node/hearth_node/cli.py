@@ -81,13 +81,18 @@ def bench_node(n_jobs: int, overhead_jobs: int, as_json: bool) -> None:
 
 @click.command("verify")
 @click.argument("job_id", type=int)
+# the default repeats verify.DEFAULT_MAX_MODEL_BYTES: importing verify here would load the runner
+# on every `hearth` start
+@click.option("--max-model-bytes", type=click.IntRange(min=1), default=8 << 30, show_default=True,
+              help="largest model download accepted (the job's spec is untrusted)")
 @json_opt
 @pass_ctx
-def job_verify(c: Ctx, job_id: int, as_json: bool) -> None:
-    """Re-run a job locally with the same model and params; exit 0 only if the output hash matches."""
+def job_verify(c: Ctx, job_id: int, max_model_bytes: int, as_json: bool) -> None:
+    """Re-run a job locally with the model posted on chain and the spec's params; exit 0 only if
+    the output hash matches."""
     from hearth_node.verify import reexecute
 
-    report = reexecute(c.market, c.ipfs, job_id)
+    report = reexecute(c.market, c.ipfs, job_id, max_model_bytes=max_model_bytes)
     emit(report, as_json, ("MATCH" if report["match"] else "MISMATCH")
           + f": local output hash {report['local_sha256']}, on-chain {report['onchain_sha256']}")
     if not report["match"]:
