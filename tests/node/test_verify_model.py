@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hearth.chain.types import PostedJob
 from hearth.errors import IPFSError, VerificationError
 from hearth.formats.cid import CID, DAG_PB, FileDAG, decode_pb_node, pb_node, unixfs_file
 from hearth.formats.jobspec import JobSpec, output_hash
@@ -48,11 +47,13 @@ class FakeMarket:
         self.model, self.spec = model, spec
         self.posted_calls = 0
 
-    def posted(self, job_id: int) -> PostedJob:
+    def history(self, job_id: int) -> list[tuple[str, Any]]:
+        """The job's events as one get_logs gives them: here only its JobPosted."""
         self.posted_calls += 1
-        return PostedJob(job_id=job_id, client="0x" + "11" * 20, provider="0x" + "00" * 20, model_key=b"k" * 32,
-                         model_cid=self.model.to_bytes(), spec_cid=self.spec.to_bytes(), payment=10**18,
-                         claim_deadline=0, completion_window=600, fee_bps=0, block_number=1, tx_hash="0x00")
+        args = {"jobId": job_id, "client": "0x" + "11" * 20, "provider": "0x" + "00" * 20,
+                "modelCid": self.model.to_bytes(), "specCid": self.spec.to_bytes(), "payment": 10**18,
+                "claimDeadline": 0, "completionWindow": 600, "feeBps": 0}
+        return [("JobPosted", {"args": args, "blockNumber": 1, "transactionHash": b"\x00" * 32})]
 
 
 class FakeRunner:
@@ -79,7 +80,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> list[ModelRef]:
     monkeypatch.setattr(modelstore, "all_models", lambda: models)
     monkeypatch.setattr(verify, "Runner", FakeRunner)
     vr = SimpleNamespace(output_hash=output_hash(OUTPUT).hex(), result=SimpleNamespace(output=OUTPUT))
-    monkeypatch.setattr(verify.jobs, "fetch_result", lambda market, ipfs, job_id: vr)
+    monkeypatch.setattr(verify.jobs, "fetch_result", lambda market, ipfs, job_id, history=None: vr)
     FakeRunner.ran = []
     return models
 
@@ -103,7 +104,7 @@ def test_reruns_with_the_onchain_model(registry: list[ModelRef], tmp_path: Path)
     report = _run(market, ipfs, tmp_path)
     assert report["match"] and report["model_cid"] == str(cid)
     assert FakeRunner.ran[0].read_bytes() == model
-    assert market.posted_calls == 1  # fetch_result (faked here) reads it on its own
+    assert market.posted_calls == 1  # one get_logs, shared with fetch_result
 
 
 def test_spec_naming_another_model_is_refused_before_any_download(registry: list[ModelRef], tmp_path: Path) -> None:
