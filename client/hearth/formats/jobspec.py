@@ -2,6 +2,10 @@
 
 Canonical bytes (sorted keys, no spaces, UTF-8) make the same spec always have the same CID,
 and make a result's signature checkable by anyone who re-serializes it.
+
+Specs and results arrive from IPFS, written by strangers: parse_spec and parse_result read them
+with a bounded loader (safejson) and a strict schema (exact JSON types, no unknown keys, no
+coercion), so every malformed input is a SpecError and never a crash or another exception.
 """
 
 from __future__ import annotations
@@ -9,15 +13,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.errors import InvalidCID, UserError
+from hearth.errors import UserError
+from hearth.formats import safejson
 from hearth.formats.cid import CID
 
 SPEC_VERSION = 1
 RESULT_VERSION = 1
 MAX_STOP = 4
+MAX_CID_CHARS = 128  # the longest CID Hearth writes is 59; also keeps base58 decoding cheap
+MAX_SHOWN = 40  # characters of attacker-supplied text an error message may quote
+
+_ROLES = ("system", "user", "assistant")
+_PARAM_KEYS = ("max_tokens", "temperature", "top_p", "seed", "stop")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{128}(?:1[bBcC]|0[01])")  # r, s and v (27/28, or 0/1)
+_UINT64 = 2**64 - 1
 
 
 class SpecError(UserError):
@@ -117,38 +132,12 @@ def make_spec(
             msgs = tuple((str(m["role"]), str(m["content"])) for m in messages)
         except (KeyError, TypeError) as e:
             raise SpecError("each message needs a role and a content") from e
-        if any(r not in ("system", "user", "assistant") for r, _ in msgs):
+        if any(r not in _ROLES for r, _ in msgs):
             raise SpecError("message roles must be system, user or assistant")
-    try:
-        CID.parse(model_cid)
-    except InvalidCID as e:
-        raise SpecError(f"model CID: {e}") from e
-    if len(model_sha256) != 64 or any(c not in "0123456789abcdef" for c in model_sha256):
+    _cid(model_cid, "model CID")
+    if not _HEX64.fullmatch(model_sha256):
         raise SpecError("model sha256 must be 64 lowercase hex digits")
     return JobSpec(model_cid, model_sha256, prompt, msgs, validate_params(params or Params()))
-
-
-def parse_spec(data: bytes) -> JobSpec:
-    """Parse spec bytes fetched from IPFS; SpecError on anything malformed."""
-    try:
-        d = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SpecError(f"job spec is not JSON: {e}") from e
-    if not isinstance(d, dict) or d.get("version") != SPEC_VERSION:
-        raise SpecError(f"job spec version must be {SPEC_VERSION}")
-    try:
-        model = d["model"]
-        p = d.get("params", {})
-        params = Params(
-            max_tokens=int(p.get("max_tokens", 64)),
-            temperature=float(p.get("temperature", 0.0)),
-            top_p=float(p.get("top_p", 1.0)),
-            seed=int(p.get("seed", 0)),
-            stop=tuple(str(s) for s in p.get("stop", [])),
-        )
-        return make_spec(str(model["cid"]), str(model["sha256"]), d.get("prompt"), d.get("messages"), params)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise SpecError(f"job spec is malformed: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -182,13 +171,159 @@ def result_body(
     }
 
 
-def parse_result(data: bytes) -> Result:
-    """Parse result bytes; SpecError when malformed."""
+# --------------------------------------------------------------------------- strict reading
+# Exact type checks (`type(v) is int`), because JSON true is a Python int and "abcd" is a
+# Python sequence: both used to slip through as a seed of 1 or as four stop strings.
+
+_KINDS: dict[type, str] = {type(None): "null", bool: "a boolean", int: "an integer", float: "a number",
+                           str: "a string", list: "an array", dict: "an object"}
+
+
+def _show(value: Any) -> str:
+    """A short rendering of an untrusted value for an error message: never the whole of it."""
+    if isinstance(value, str):
+        shown = repr(value[:MAX_SHOWN])  # cut before repr (cheap) and after (escapes grow it)
+        return shown if len(value) <= MAX_SHOWN and len(shown) <= MAX_SHOWN + 2 else shown[:MAX_SHOWN] + "..."
+    if isinstance(value, (list, dict)):
+        return _KINDS[type(value)]
+    return json.dumps(value)  # null, a boolean or a number: short, as the loader bounds numbers
+
+
+def _fields(value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`value` as an object with all of `required`, and nothing outside `required` + `optional`."""
+    if type(value) is not dict:
+        raise SpecError(f"{where} must be an object, not {_show(value)}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise SpecError(f"{where} lacks {', '.join(missing)}")
+    unknown = [k for k in value if k not in required and k not in optional]
+    if unknown:
+        raise SpecError(f"{where} has an unknown key {_show(unknown[0])}")
+    return value
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """An object with free-form keys (usage, engine, timings)."""
+    if type(value) is not dict:
+        raise SpecError(f"{where} must be an object, not {_show(value)}")
+    return value
+
+
+def _array(value: Any, where: str) -> list[Any]:
+    if type(value) is not list:
+        raise SpecError(f"{where} must be an array, not {_show(value)}")
+    return value
+
+
+def _string(value: Any, where: str) -> str:
+    if type(value) is not str:
+        raise SpecError(f"{where} must be a string, not {_show(value)}")
+    return value
+
+
+def _pattern(value: Any, where: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(_string(value, where)):
+        raise SpecError(f"{where} must be {what}, not {_show(value)}")
+    return str(value)
+
+
+def _integer(value: Any, where: str, low: int = 0, high: int = _UINT64) -> int:
+    if type(value) is not int:
+        raise SpecError(f"{where} must be an integer, not {_show(value)}")
+    if not low <= value <= high:
+        raise SpecError(f"{where} must be {low}..{high}, not {value}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    # An int stays an int, so that re-serializing keeps the canonical bytes (and thus the CID or
+    # signature) of what was read; the loader has already refused inf, nan and huge numbers.
+    if type(value) is not int and type(value) is not float:
+        raise SpecError(f"{where} must be a number, not {_show(value)}")
+    return value
+
+
+def _cid(value: Any, where: str) -> str:
+    text = _string(value, where)
+    if len(text) > MAX_CID_CHARS:
+        raise SpecError(f"{where} is {len(text)} characters long; no CID is over {MAX_CID_CHARS}")
     try:
-        d = json.loads(data)
-        sig = d.pop("signature")
-        if d.get("version") != RESULT_VERSION or not isinstance(d.get("output"), str):
-            raise ValueError("wrong version or no output")
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError, AttributeError) as e:
-        raise SpecError(f"result is malformed: {e}") from e
-    return Result(d, str(sig))
+        CID.parse(text)
+    except ValueError:  # InvalidCID is one; any other decoding slip must not escape either
+        raise SpecError(f"{where} is not a CID: {_show(text)}",
+                        hint="a CID looks like Qm... (v0) or bafy.../bafk... (v1)") from None
+    return text
+
+
+def _load(data: bytes, what: str) -> Any:
+    try:
+        return safejson.loads(data)
+    except safejson.JSONRejected as e:
+        raise SpecError(f"{what} is malformed: {e}") from None
+
+
+def _params(value: Any, where: str) -> Params:
+    """Sampling parameters; absent ones take their defaults."""
+    p = _fields(value, where, (), _PARAM_KEYS)
+    default = Params()
+    stop = _array(p.get("stop", []), f"{where}.stop")
+    if len(stop) > MAX_STOP:
+        raise SpecError(f"{where}.stop has {len(stop)} strings, more than {MAX_STOP}")
+    return validate_params(Params(
+        max_tokens=_integer(p.get("max_tokens", default.max_tokens), f"{where}.max_tokens"),
+        temperature=_number(p.get("temperature", default.temperature), f"{where}.temperature"),
+        top_p=_number(p.get("top_p", default.top_p), f"{where}.top_p"),
+        seed=_integer(p.get("seed", default.seed), f"{where}.seed"),
+        stop=tuple(_string(s, f"{where}.stop[{i}]") for i, s in enumerate(stop)),
+    ))
+
+
+def parse_spec(data: bytes) -> JobSpec:
+    """Parse spec bytes fetched from IPFS; SpecError on anything malformed."""
+    d = _fields(_load(data, "job spec"), "job spec", ("version", "model"), ("prompt", "messages", "params"))
+    if type(d["version"]) is not int or d["version"] != SPEC_VERSION:
+        raise SpecError(f"job spec version must be {SPEC_VERSION}, not {_show(d['version'])}")
+    model = _fields(d["model"], "model", ("cid", "sha256"))
+    cid = _cid(model["cid"], "model.cid")
+    sha = _pattern(model["sha256"], "model.sha256", _HEX64, "64 lowercase hex digits")
+    prompt = _string(d["prompt"], "prompt") if "prompt" in d else None
+    messages = None
+    if "messages" in d:
+        messages = []
+        for i, m in enumerate(_array(d["messages"], "messages")):
+            msg = _fields(m, f"messages[{i}]", ("role", "content"))
+            if msg["role"] not in _ROLES:
+                raise SpecError(f"messages[{i}].role must be system, user or assistant, not {_show(msg['role'])}")
+            messages.append({"role": msg["role"], "content": _string(msg["content"], f"messages[{i}].content")})
+    return make_spec(cid, sha, prompt, messages, _params(d.get("params", {}), "params"))
+
+
+_RESULT_KEYS = ("version", "job_id", "chain_id", "market", "spec_cid", "output", "output_sha256", "finish_reason",
+                "usage", "model_sha256", "engine", "params", "timings", "provider", "signature")
+
+
+def parse_result(data: bytes) -> Result:
+    """Parse result bytes; SpecError when malformed. The body is kept exactly as read, because
+    its canonical bytes are what the provider signed."""
+    d = _fields(_load(data, "result"), "result", _RESULT_KEYS)
+    if type(d["version"]) is not int or d["version"] != RESULT_VERSION:
+        raise SpecError(f"result version must be {RESULT_VERSION}, not {_show(d['version'])}")
+    _integer(d["job_id"], "result job_id")
+    _integer(d["chain_id"], "result chain_id")
+    _pattern(d["market"], "result market", _ADDRESS, "an address")
+    _pattern(d["provider"], "result provider", _ADDRESS, "an address")
+    _cid(d["spec_cid"], "result spec_cid")
+    output = _string(d["output"], "result output")
+    if _pattern(d["output_sha256"], "result output_sha256", _HEX64, "64 lowercase hex digits") != output_hash(output).hex():
+        raise SpecError("result output_sha256 is not the sha256 of its output")
+    _string(d["finish_reason"], "result finish_reason")
+    _pattern(d["model_sha256"], "result model_sha256", _HEX64, "64 lowercase hex digits")
+    for k, v in _mapping(d["usage"], "result usage").items():
+        _integer(v, f"result usage[{_show(k)}]")
+    for k, v in _mapping(d["engine"], "result engine").items():
+        _string(v, f"result engine[{_show(k)}]")
+    for k, v in _mapping(d["timings"], "result timings").items():
+        _number(v, f"result timings[{_show(k)}]")
+    _params(d["params"], "result params")
+    signature = _pattern(d["signature"], "result signature", _SIGNATURE, "0x, r and s (128 hex digits) and v")
+    return Result({k: v for k, v in d.items() if k != "signature"}, signature)

@@ -1,0 +1,1 @@
+"""Tests of the pure formats: job specs and results read from untrusted bytes."""
