@@ -273,3 +273,12 @@ def test_a_minimal_result_still_parses() -> None:
                        params={}, timings={}, provider=PROVIDER.address)
     signed = sign_result(PROVIDER, body)
     assert parse_result(signed.to_bytes()) == signed
+
+
+def test_invalid_signature_values_are_a_spec_error() -> None:
+    from hearth.formats.jobspec import Result
+    from hearth.formats.receipt import result_signer
+
+    for sig in ("0x" + "ff" * 64 + "1b", "0x" + "00" * 64 + "1c"):
+        with pytest.raises(SpecError, match="signature is invalid"):
+            result_signer(Result({"output": "x"}, sig))

@@ -8,7 +8,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-from hearth.formats.jobspec import Result, canonical
+from hearth.formats.jobspec import Result, SpecError, canonical
 
 
 def sign_result(account: LocalAccount, body: dict[str, Any]) -> Result:
@@ -18,5 +18,9 @@ def sign_result(account: LocalAccount, body: dict[str, Any]) -> Result:
 
 
 def result_signer(result: Result) -> str:
-    """The address that signed `result`."""
-    return str(Account.recover_message(encode_defunct(canonical(result.body)), signature=result.signature))
+    """The address that signed `result`; SpecError when the signature is well-formed text but no
+    valid secp256k1 signature (r or s out of range, no recoverable key)."""
+    try:
+        return str(Account.recover_message(encode_defunct(canonical(result.body)), signature=result.signature))
+    except Exception as e:  # eth_keys raises several types (BadSignature, ValueError); all mean the same here
+        raise SpecError(f"result signature is invalid: {type(e).__name__}") from None
