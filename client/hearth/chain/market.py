@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, cast
 
 from eth_utils import keccak, to_checksum_address
@@ -12,15 +13,20 @@ from web3.types import TxReceipt
 
 from hearth.chain import artifacts
 from hearth.chain.revert import as_contract_error
+from hearth.chain.rpc import LogSpan, RetryingHTTPProvider
 from hearth.chain.types import PROVIDER_STATUS, STATES, ZERO_ADDRESS, Account, JobSlot, JobTerms, PostedJob, posted_from_event
 from hearth.errors import ChainError
 
 
-def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
-    """A Web3 connected to `rpc_url`; raises ChainError naming the URL when it is unreachable."""
+def connect(rpc_url: str, timeout: float = 10.0, retry_budget: float = 60.0) -> Web3:
+    """A Web3 connected to `rpc_url`; raises ChainError naming the URL when it is unreachable.
+
+    Calls that the endpoint rate-limits (HTTP 429, a "rate limit" JSON-RPC error) or that a
+    gateway fails (5xx) are retried, honouring Retry-After, for up to `retry_budget` seconds of
+    waiting per call (see hearth.chain.rpc)."""
     if rpc_url.startswith(("ws://", "wss://")):
         raise ChainError(f"use the HTTP URL for RPC, not {rpc_url}")
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(RetryingHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, max_wait=retry_budget))
     try:
         w3.eth.chain_id  # noqa: B018  (a cheap call that proves the endpoint answers)
     except Exception as e:
@@ -45,6 +51,10 @@ class Market:
         )
         self.address = self.contract.address
         self.deploy_block = deploy_block
+        # get_logs block spans this endpoint accepts, learned from its refusals (hearth.chain.rpc)
+        self.log_span = LogSpan()
+        self._head_seen = 0
+        self._head_lock = threading.Lock()
         self._job_events = {
             bytes(keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})")): str(e["name"])
             for e in self.contract.abi if e["type"] == "event" and str(e["name"]).startswith("Job")
@@ -96,13 +106,35 @@ class Market:
         return int(self.call(self.contract.functions.disputeWindow()))
 
     # ---- events
-    def logs(self, event: str, from_block: int, to_block: int | str, **topics: Any) -> list[Any]:
-        """Decoded logs of `event` in a block range, filtered by indexed arguments."""
-        ev = getattr(self.contract.events, event)()
+    def head_number(self) -> int:
+        """The latest block number, never less than the highest this Market has seen.
+
+        A load-balanced endpoint may answer from a node a block or two behind the one that
+        answered before; that is not a reorg, and a head that moved backwards would make a
+        watcher rescan (or worse, think blocks vanished). Reorgs are detected from block hashes,
+        never from this number going down."""
         try:
-            return list(
-                ev.get_logs(from_block=from_block, to_block=to_block, argument_filters=topics or None)
-            )
+            n = int(self.w3.eth.block_number)
+        except Exception as e:
+            raise ChainError(f"eth_blockNumber failed: {e}") from e
+        with self._head_lock:
+            self._head_seen = max(self._head_seen, n)
+            return self._head_seen
+
+    def logs(self, event: str, from_block: int, to_block: int | str, **topics: Any) -> list[Any]:
+        """Decoded logs of `event` in a block range, filtered by indexed arguments.
+
+        A range the endpoint refuses as too large (or as too many results) is split and walked
+        in chunks, transparently; see LogSpan."""
+        ev = getattr(self.contract.events, event)()
+
+        def query(a: int, b: int | str) -> list[Any]:
+            return list(ev.get_logs(from_block=a, to_block=b, argument_filters=topics or None))
+
+        try:
+            return self.log_span.fetch(from_block, to_block, query, self.head_number)
+        except ChainError:
+            raise
         except Exception as e:
             raise ChainError(f"get_logs {event} failed: {e}") from e
 
@@ -116,11 +148,16 @@ class Market:
     def history(self, job_id: int) -> list[tuple[str, Any]]:
         """Every event of a job in block order: [(event name, decoded log)], from one get_logs
         (every Job* event indexes the job id first)."""
-        try:
-            raw = self.w3.eth.get_logs({
-                "address": self.address, "fromBlock": self.deploy_block, "toBlock": "latest",
+        def query(a: int, b: int | str) -> list[Any]:
+            return list(self.w3.eth.get_logs({
+                "address": self.address, "fromBlock": a, "toBlock": cast(Any, b),
                 "topics": [None, "0x" + job_id.to_bytes(32, "big").hex()],
-            })
+            }))
+
+        try:
+            raw = self.log_span.fetch(self.deploy_block, "latest", query, self.head_number)
+        except ChainError:
+            raise
         except Exception as e:
             raise ChainError(f"get_logs for job {job_id} failed: {e}") from e
         out = []
