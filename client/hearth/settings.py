@@ -59,3 +59,14 @@ def npm_binary(package: str, name: str) -> Path:
     if not path.exists():
         raise ToolchainError(f"{name} not found at {path}", hint="run scripts/setup (it runs npm ci)")
     return path
+
+
+def api_key() -> str | None:
+    """The key `hearth serve` requires from its clients (HEARTH_API_KEY); None accepts any key."""
+    return env("HEARTH_API_KEY")
+
+
+def ollama_models_dir() -> Path:
+    """Ollama's model store: OLLAMA_MODELS (Ollama's own variable) or ~/.ollama/models."""
+    explicit = os.environ.get("OLLAMA_MODELS") or None
+    return Path(explicit).expanduser() if explicit else Path.home() / ".ollama" / "models"

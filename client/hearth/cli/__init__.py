@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from hearth.cli import account, bench, devnet, ipfs, job, model, provider
+from hearth.cli import account, bench, devnet, ipfs, job, model, provider, serve
 from hearth.cli.common import Ctx, fail
 from hearth.errors import HearthError
 from hearth.settings import DEFAULT_IPFS_API
@@ -41,7 +41,7 @@ def cli(ctx: click.Context, network: str, rpc_url: str | None, ipfs_api: str, ke
 
 
 for _group in (devnet.devnet_group, devnet.deploy_cmd, devnet.compile_cmd, ipfs.ipfs_group, account.account_group,
-               model.model_group, job.job_group, provider.provider_group, bench.bench_group):
+               model.model_group, job.job_group, provider.provider_group, bench.bench_group, serve.serve_cmd):
     cli.add_command(_group)
 
 

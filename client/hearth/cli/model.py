@@ -18,24 +18,40 @@ def model_group() -> None:
 
 
 @model_group.command("add")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--name", help="local name (default: the file name without .gguf)")
-@click.option("--no-upload", is_flag=True, help="only name it locally; do not add it to IPFS")
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--from-ollama", "ollama_ref", metavar="NAME[:TAG]",
+              help="take the GGUF of a model in Ollama's store (OLLAMA_MODELS or ~/.ollama/models), in place")
+@click.option("--name", help="local name (default: the file name without .gguf; Ollama's NAME:TAG)")
+@click.option("--no-upload", is_flag=True,
+              help="only name it locally, not in IPFS (no second copy on disk; other providers cannot fetch it)")
 @json_opt
 @pass_ctx
-def model_add(c: Ctx, path: Path, name: str | None, no_upload: bool, as_json: bool) -> None:
-    """Add a GGUF to IPFS and name it; prints its CID and sha256."""
+def model_add(c: Ctx, path: Path | None, ollama_ref: str | None, name: str | None, no_upload: bool,
+              as_json: bool) -> None:
+    """Name a GGUF file (LM Studio, GPT4All, a download) or an Ollama model, and add it to IPFS.
+
+    The name points at the file where it is: a node on this machine serves it without a copy.
+    Prints the model's CID and sha256."""
     from hearth import models
     from hearth.ipfs.kubo import KuboClient
 
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise UserError(f"{path} is not a GGUF file")
-    ref = models.register(name or path.name.removesuffix(".gguf"), path)
+    if (path is None) == (ollama_ref is None):
+        raise UserError("give a GGUF file or --from-ollama NAME[:TAG], not both or neither",
+                        hint="hearth model add ~/models/x.gguf   or   hearth model add --from-ollama llama3.2:1b")
+    if ollama_ref is not None:
+        ref = models.register_ollama(ollama_ref, name)
+    else:
+        assert path is not None
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise UserError(f"{path} is not a GGUF file")
+        ref = models.register(name or path.name.removesuffix(".gguf"), path)
     if not no_upload:
+        assert ref.path is not None
         with KuboClient(c.ipfs_api, timeout=600) as k:
-            k.add_file(path, progress=progress_printer() if sys.stderr.isatty() else None)
-    emit(asdict(ref), as_json, f"{ref.name}\n  cid    {ref.cid}\n  sha256 {ref.sha256}\n  size   {ref.size}")
+            k.add_file(Path(ref.path), progress=progress_printer() if sys.stderr.isatty() else None)
+    emit(asdict(ref), as_json, f"{ref.name}\n  cid    {ref.cid}\n  sha256 {ref.sha256}\n  size   {ref.size}\n"
+                               f"  path   {ref.path}")
 
 
 @model_group.command("list")
