@@ -1,4 +1,4 @@
-"""The node's HTTP API (FastAPI): health, status, jobs, Prometheus metrics and a dashboard.
+"""The node's HTTP API (FastAPI): health, status, jobs, history, Prometheus metrics and a dashboard.
 
 Job data is attacker-written (prompts, skip reasons quoting bad specs), so the dashboard renders
 it only as text, and every response carries a Content-Security-Policy that forbids inline
@@ -9,7 +9,8 @@ Host check stops DNS rebinding (a web page whose own name re-resolves to 127.0.0
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth_node import views
+from hearth_node.history import History
 
 if TYPE_CHECKING:
     from hearth_node.service import NodeService
@@ -132,11 +134,23 @@ def _static(name: str, media_type: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type=media_type, headers={"cache-control": "no-cache"})
 
 
-def create_app(service: NodeService) -> FastAPI:
-    """The API app over a running node service."""
+def create_app(service: NodeService, history: History | None = None) -> FastAPI:
+    """The API app over a running node service; `history` (default: a fresh one over the service)
+    is sampled while the app runs, so the dashboard's chart lives and dies with the server."""
+    hist = history if history is not None else History(service)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        hist.start()
+        try:
+            yield
+        finally:
+            hist.stop()
+
     # No /docs or /redoc pages: they load script from a CDN, which the CSP forbids.
-    app = FastAPI(title="Hearth provider node", docs_url=None, redoc_url=None)
+    app = FastAPI(title="Hearth provider node", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.service = service
+    app.state.history = hist
     api_host = str(service.settings.api_host)
     # added last = outermost: a bad Host is refused before anything else runs
     app.add_middleware(SecurityHeaders)
@@ -161,6 +175,10 @@ def create_app(service: NodeService) -> FastAPI:
         if rec is None:
             raise HTTPException(404, f"job {job_id} is not known to this node")
         return views.job_view(rec, svc.journal.timeline(job_id))
+
+    @app.get("/history")
+    def history_(since: float | None = None) -> dict[str, Any]:
+        return {"interval": hist.interval, "samples": hist.samples(since)}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics(svc: Service) -> str:
