@@ -1,4 +1,4 @@
-"""`hearth bench`: gas, CID speed and CLI start-up (the node adds `hearth bench node`)."""
+"""`hearth bench`: gas, CID and fetch speed and CLI start-up (the node adds `hearth bench node`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hearth.cli.common import emit, json_opt
 
 @click.group("bench")
 def bench_group() -> None:
-    """Measure gas, CID speed and node overhead."""
+    """Measure gas, CID and fetch speed and node overhead."""
 
 
 @bench_group.command("gas")
@@ -34,6 +34,18 @@ def bench_cid(size_mb: int, as_json: bool) -> None:
     r = cid_bench(size_mb)
     emit(r, as_json, json.dumps(r, indent=2))
 
+
+@bench_group.command("fetch")
+@click.option("--runs", default=3, show_default=True, help="timed runs of each, alternating")
+@json_opt
+def bench_fetch(runs: int, as_json: bool) -> None:
+    """Verified fetch of the bundled model from a fresh embedded IPFS daemon vs a plain /cat: MB/s."""
+    from hearth.dev.bench import fetch_bench
+
+    r = fetch_bench(runs)
+    emit(r, as_json, f"verified fetch {r['verified']['mb_per_s']:7.1f} MB/s\n"
+                     f"plain cat      {r['plain_cat']['mb_per_s']:7.1f} MB/s\n"
+                     f"ratio          {r['verified_vs_plain']:7.3f}  ({r['file_mb']} MB, best of {runs})")
 
 
 @bench_group.command("startup")

@@ -16,19 +16,37 @@ def ipfs_group() -> None:
     """Add and fetch content (verified) and run the embedded IPFS daemon."""
 
 
+def _size(_: click.Context, __: click.Parameter, value: str | None) -> int | None:
+    """A size option ('50G', '512MiB', bytes) as bytes."""
+    if value is None:
+        return None
+    from hearth.ipfs.daemon import parse_size
+
+    try:
+        return parse_size(value)
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 512M, 50G, 1T)") from None
+
+
 @ipfs_group.command("daemon")
 @click.option("--data", type=click.Path(path_type=Path), help="blockstore directory (default: ~/.hearth/ipfs)")
 @click.option("--port", default=5001, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="bind address (localhost by default)")
-def ipfs_daemon(data: Path | None, port: int, host: str) -> None:
+@click.option("--quota", callback=_size, help="most the blockstore may hold on disk, e.g. 50G; writes past it are "
+              "refused (default: no quota, but the disk's last 512 MiB are never used)")
+@click.option("--max-add", callback=_size, help="largest file one add takes (default: 16G)")
+@click.option("--allow-origin", multiple=True, help="a browser origin (scheme://host:port) the RPC API also answers; "
+              "by default only its own")
+def ipfs_daemon(data: Path | None, port: int, host: str, quota: int | None, max_add: int | None,
+                allow_origin: tuple[str, ...]) -> None:
     """Serve the Kubo RPC subset and trustless gateway paths from an on-disk blockstore."""
-    from hearth.ipfs.daemon import serve
+    from hearth.ipfs.daemon import DEFAULT_MAX_ADD, serve
     from hearth.settings import data_dir
 
     data = data or data_dir() / "ipfs"
     click.echo(f"embedded IPFS daemon: API http://{host}:{port}/api/v0, gateway http://{host}:{port}/ipfs/, data {data}",
                err=True)
-    serve(data, host, port)
+    serve(data, host, port, quota, DEFAULT_MAX_ADD if max_add is None else max_add, allow_origin)
 
 
 @ipfs_group.command("add")
@@ -55,11 +73,15 @@ def ipfs_add(c: Ctx, path: Path, only_hash: bool, cid_version: int, api: str | N
         click.echo(str(cid))
 
 
+_TIMEOUT_HELP = "seconds the whole fetch may take (default: 60 plus one per MiB of the file's declared size)"
+
+
 @ipfs_group.command("cat")
 @click.argument("cid")
 @click.option("--api", help="IPFS API URL (default: --ipfs-api)")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help=_TIMEOUT_HELP)
 @pass_ctx
-def ipfs_cat(c: Ctx, cid: str, api: str | None) -> None:
+def ipfs_cat(c: Ctx, cid: str, api: str | None, timeout: float | None) -> None:
     """Print a file's bytes, every block verified against its CID."""
     from hearth.ipfs.fetch import iter_file
     from hearth.ipfs.kubo import KuboClient
@@ -67,7 +89,7 @@ def ipfs_cat(c: Ctx, cid: str, api: str | None) -> None:
     root = CID.parse(cid)
     with KuboClient(api or c.ipfs_api) as k:
         out = sys.stdout.buffer
-        for piece in iter_file(k, root):
+        for piece in iter_file(k, root, timeout=timeout):
             out.write(piece)
         out.flush()
 
@@ -76,8 +98,9 @@ def ipfs_cat(c: Ctx, cid: str, api: str | None) -> None:
 @click.argument("cid")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="file to write")
 @click.option("--api", help="IPFS API URL (default: --ipfs-api)")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help=_TIMEOUT_HELP)
 @pass_ctx
-def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None) -> None:
+def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None, timeout: float | None) -> None:
     """Fetch a file to disk, verified, with progress."""
     from hearth.ipfs.fetch import fetch_to_file
     from hearth.ipfs.kubo import KuboClient
@@ -85,5 +108,5 @@ def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None) -> None:
     root = CID.parse(cid)
 
     with KuboClient(api or c.ipfs_api, timeout=600) as k:
-        n = fetch_to_file(k, root, output, progress_printer())
+        n = fetch_to_file(k, root, output, progress_printer(), timeout=timeout)
     click.echo(f"\nwrote {n} bytes to {output}", err=True)

@@ -1,9 +1,11 @@
-"""SDK-side benchmarks behind `hearth bench`: CID throughput (the node adds its own)."""
+"""SDK-side benchmarks behind `hearth bench`: CID and verified-fetch throughput, start-up time (the node
+adds its own)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -84,3 +86,55 @@ def startup_bench(runs: int = 20) -> dict[str, Any]:
         out["commands"]["hearth " + " ".join(args)] = {
             "median_ms": round(statistics.median(times), 1), "min_ms": round(min(times), 1), "max_ms": round(max(times), 1)}
     return out
+
+
+def fetch_bench(runs: int = 3) -> dict[str, Any]:
+    """Verified fetch (hearth.ipfs.fetch.fetch_to_file) of the bundled model from a fresh embedded
+    daemon vs a plain, unverified /api/v0/cat of it from the same daemon into the same kind of
+    file: MB/s, best of `runs` each, taken alternately so both see the same machine."""
+    import httpx
+
+    from hearth.dev.procs import free_port, port_open, stop_proc, wait_until
+    from hearth.ipfs.fetch import fetch_to_file
+    from hearth.ipfs.kubo import KuboClient
+    from hearth.models import bundled
+
+    model = bundled()
+    assert model.path is not None
+    src = Path(model.path)
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
+        port = free_port()
+        api = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, "-m", "hearth.ipfs.daemon", "--data", str(Path(tmp) / "ipfs"),
+                                 "--port", str(port)], stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: port_open(port), 30, "ipfs daemon", proc)
+            out = Path(tmp) / "out.bin"
+            with KuboClient(api, timeout=600) as k, httpx.Client(base_url=api, timeout=600) as http:
+                cid = k.add_file(src)
+
+                def verified() -> None:
+                    fetch_to_file(k, cid, out)
+
+                def plain() -> None:
+                    with open(out, "wb") as f, http.stream("POST", "/api/v0/cat", params={"arg": str(cid)}) as r:
+                        r.raise_for_status()
+                        for piece in r.iter_bytes():
+                            f.write(piece)
+
+                best = {"verified": math.inf, "plain_cat": math.inf}
+                for _ in range(runs):
+                    for name, fn in (("plain_cat", plain), ("verified", verified)):
+                        t0 = time.perf_counter()
+                        fn()
+                        best[name] = min(best[name], time.perf_counter() - t0)
+                        if out.stat().st_size != src.stat().st_size:
+                            raise RuntimeError(f"{name} fetched {out.stat().st_size} bytes, not {src.stat().st_size}")
+        finally:
+            stop_proc(proc)
+    mb = src.stat().st_size / 1e6
+    res: dict[str, Any] = {"file_mb": round(mb, 1), "cid": str(cid), "runs": runs}
+    for name, seconds in best.items():
+        res[name] = {"mb_per_s": round(mb / seconds, 1), "seconds": round(seconds, 3)}
+    res["verified_vs_plain"] = round(best["plain_cat"] / best["verified"], 3)
+    return res

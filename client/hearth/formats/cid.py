@@ -284,6 +284,46 @@ def unixfs_data(data: bytes) -> tuple[int, bytes, int]:
     return typ, content, filesize
 
 
+def unixfs_leaf_data(block: bytes) -> memoryview | None:
+    """The data of a block that is exactly leaf_header + data + leaf_trailer (a UnixFS file leaf as
+    Kubo writes it), as a view into the block (no copy); None for any other block (decode_pb_node
+    parses those). The fast path of a verified fetch, which meets such leaves by the thousand."""
+    try:
+        pos = read_varint(block, 1)[1] + 2
+        n = read_varint(block, pos + 1)[0] if block[pos:pos + 1] == b"\x12" else 0
+    except InvalidCID:
+        return None
+    head, tail = leaf_header(n), leaf_trailer(n)
+    if len(block) != len(head) + n + len(tail) or not block.startswith(head) or not block.endswith(tail):
+        return None
+    return memoryview(block)[len(head):len(head) + n]
+
+
+def unixfs_fields(data: bytes) -> tuple[int, bytes, int | None, list[int]]:
+    """A UnixFS Data message in full: (type, data, filesize or None if absent, blocksizes), what a
+    fetcher needs to check that a node's declared sizes add up before it follows any link."""
+    typ, content = -1, b""
+    filesize: int | None = None
+    sizes: list[int] = []
+    for field, value in _pb_fields(data):
+        if field == 1 and isinstance(value, int):
+            typ = value
+        elif field == 2 and isinstance(value, bytes):
+            content = value
+        elif field == 3 and isinstance(value, int):
+            filesize = value
+        elif field == 4 and isinstance(value, int):
+            sizes.append(value)
+        elif field == 4 and isinstance(value, bytes):  # packed: proto2 writers never pack it, but it is valid
+            pos = 0
+            while pos < len(value):
+                size, pos = read_varint(value, pos)
+                sizes.append(size)
+        elif field in (1, 2, 3, 4):
+            raise InvalidCID("malformed UnixFS data")
+    return typ, content, filesize, sizes
+
+
 # --------------------------------------------------------------------------- streaming file DAG
 
 BlockSink = Callable[[CID, bytes], None]

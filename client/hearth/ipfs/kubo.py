@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,7 +17,7 @@ import httpx
 
 from hearth.errors import IPFSError, VerificationError
 from hearth.formats.cid import CHUNK_SIZE, CID, RAW, FileDAG
-from hearth.ipfs.fetch import MAX_BLOCK, Progress, fetch_bytes
+from hearth.ipfs.fetch import FETCH_TIMEOUT, MAX_BLOCK, Progress, fetch_bytes
 from hearth.settings import DEFAULT_IPFS_API
 
 
@@ -32,6 +33,7 @@ class KuboClient:
 
     def __init__(self, api_url: str = DEFAULT_IPFS_API, timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
         self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
         self._http = httpx.Client(base_url=self.api_url + "/api/v0", timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -44,21 +46,42 @@ class KuboClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _http_error(self, path: str, e: httpx.HTTPError) -> IPFSError:
+        if isinstance(e, httpx.ConnectError):
+            return IPFSError(
+                f"IPFS API at {self.api_url} is not reachable ({e})",
+                hint="start one: hearth ipfs daemon (or pass --ipfs-api URL of a Kubo node)",
+            )
+        if isinstance(e, httpx.TimeoutException):
+            return IPFSError(f"IPFS API at {self.api_url} timed out on {path}")
+        return IPFSError(f"IPFS API at {self.api_url} failed on {path}: {e}")
+
     def _post(self, path: str, params: dict[str, str] | None = None, **kw: object) -> httpx.Response:
         try:
             resp = self._http.post(path, params=params, **kw)  # type: ignore[arg-type]
-        except httpx.ConnectError as e:
-            raise IPFSError(
-                f"IPFS API at {self.api_url} is not reachable ({e})",
-                hint="start one: hearth ipfs daemon (or pass --ipfs-api URL of a Kubo node)",
-            ) from e
-        except httpx.TimeoutException as e:
-            raise IPFSError(f"IPFS API at {self.api_url} timed out on {path}") from e
         except httpx.HTTPError as e:
-            raise IPFSError(f"IPFS API at {self.api_url} failed on {path}: {e}") from e
+            raise self._http_error(path, e) from e
         if resp.status_code != 200:
             raise IPFSError(f"IPFS API {path} refused ({resp.status_code}): {_kubo_error(resp)}")
         return resp
+
+    @contextmanager
+    def _stream(self, path: str, params: dict[str, str], timeout: float | None = None) -> Iterator[httpx.Response]:
+        """A POST whose body is read as it arrives (never buffered whole: the caller bounds it)."""
+        t = self.timeout if timeout is None else min(timeout, self.timeout)
+        try:
+            with self._http.stream("POST", path, params=params, timeout=t) as resp:
+                if resp.status_code != 200:
+                    body = b""
+                    for piece in resp.iter_bytes():  # an error's first 64 KiB says enough
+                        body += piece
+                        if len(body) > 1 << 16:
+                            break
+                    raise IPFSError(f"IPFS API {path} refused ({resp.status_code}): "
+                                    f"{_kubo_error(httpx.Response(resp.status_code, content=body))}")
+                yield resp
+        except httpx.HTTPError as e:
+            raise self._http_error(path, e) from e
 
     def version(self) -> str:
         """The daemon's version string."""
@@ -111,11 +134,20 @@ class KuboClient:
                             total=path.stat().st_size)
 
     def get_block(self, cid: CID) -> bytes:
-        """A block's raw bytes (verify before use: see iter_file)."""
-        resp = self._post("/block/get", {"arg": str(cid)})
-        if len(resp.content) > MAX_BLOCK:
-            raise IPFSError(f"block {cid} is {len(resp.content)} bytes, over the {MAX_BLOCK}-byte limit")
-        return resp.content
+        """A block's raw bytes (verify before use: see iter_file), read no further than MAX_BLOCK."""
+        with self._stream("/block/get", {"arg": str(cid)}) as resp:
+            buf = bytearray()
+            for piece in resp.iter_bytes():
+                buf += piece
+                if len(buf) > MAX_BLOCK:
+                    raise IPFSError(f"block {cid} is over the {MAX_BLOCK}-byte limit")
+            return bytes(buf)
+
+    def car_stream(self, root: CID, timeout: float | None = None) -> Iterator[bytes]:
+        """A DAG as a CAR (Kubo's `dag export`: depth-first, each block once), as it arrives;
+        iter_file verifies it block by block. `timeout` caps each read (the fetch's time left)."""
+        with self._stream("/dag/export", {"arg": str(root)}, timeout) as resp:
+            yield from resp.iter_bytes()
 
     def put_block(self, block: bytes, codec: int = RAW) -> CID:
         """Store one block; returns its CIDv1."""
@@ -127,9 +159,10 @@ class KuboClient:
         """Pin recursively."""
         self._post("/pin/add", {"arg": str(cid), "recursive": "true"})
 
-    def cat(self, cid: CID | str, max_size: int | None = None) -> bytes:
-        """A file's bytes, rebuilt from verified blocks (never Kubo's unverified /cat)."""
-        return fetch_bytes(self, cid, max_size)
+    def cat(self, cid: CID | str, max_size: int | None = None, timeout: float = FETCH_TIMEOUT) -> bytes:
+        """A file's bytes, rebuilt from verified blocks (never Kubo's unverified /cat), in bounded
+        work and time (see hearth.ipfs.fetch)."""
+        return fetch_bytes(self, cid, max_size, timeout)
 
 
 class _HashingReader:
