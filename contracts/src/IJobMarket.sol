@@ -4,9 +4,11 @@ pragma solidity ^0.8.24;
 /// @title IJobMarket
 /// @notice Escrow and rules of the Hearth inference market.
 /// @dev Storage keeps one slot per job: its state, its current deadline and a 208-bit commitment
-///      to the job's terms. The terms themselves travel in events and in calldata: every call
-///      that moves a job passes them back and the market checks them against the commitment.
-///      This keeps the whole lifecycle near one new storage slot of gas.
+///      to the job's id and terms. The terms themselves travel in events and in calldata: every
+///      call that moves a job passes them back and the market checks them against the commitment.
+///      The terms carry a salt drawn at post (from prevrandao and the previous block hash), so
+///      nobody can search for two sets of terms with one commitment before the job exists; after
+///      it exists, forging terms needs a 2**208 second preimage.
 interface IJobMarket {
     /// @notice Lifecycle of a job. Terminal states: Settled, Cancelled, Expired, Refunded.
     enum State {
@@ -32,16 +34,20 @@ interface IJobMarket {
     /// @param client who posted and paid
     /// @param payment escrowed payment
     /// @param provider chosen provider while Posted (zero: anyone), the claimer once Claimed
-    /// @param completionWindow seconds the claimer has to complete
+    /// @param completionWindow seconds the claimer has to complete (at most maxCompletionWindow)
     /// @param feeBps protocol fee in basis points, fixed when the job was posted
+    /// @param feeRecipient receives the fee, fixed when the job was posted
     /// @param modelKey keccak256 of the model's CID bytes
+    /// @param salt drawn by the market at post (see JobPosted)
     struct JobTerms {
         address client;
         uint96 payment;
         address provider;
         uint32 completionWindow;
         uint16 feeBps;
+        address feeRecipient;
         bytes32 modelKey;
+        uint64 salt;
     }
 
     /// @notice What a client passes to post a job.
@@ -55,7 +61,7 @@ interface IJobMarket {
         bytes modelCid;
         bytes specCid;
         uint96 payment;
-        uint32 claimDeadline;
+        uint40 claimDeadline;
         uint32 completionWindow;
         address provider;
     }
@@ -70,15 +76,37 @@ interface IJobMarket {
     /// @notice One slot of storage per account (client and provider alike).
     /// @param balance internal balance, free to withdraw or spend on jobs
     /// @param stake free provider stake (collateral of open jobs is not in it)
-    /// @param openJobs jobs claimed and not yet finished
+    /// @param openJobs jobs claimed and not yet finished (at most 65,535 at once)
     /// @param unbondingEnd when an unbonding provider may withdraw its stake
     /// @param status provider status
     struct Account {
         uint96 balance;
         uint96 stake;
-        uint24 openJobs;
-        uint32 unbondingEnd;
+        uint16 openJobs;
+        uint40 unbondingEnd;
         Status status;
+    }
+
+    /// @notice Deployment parameters, checked by the constructor.
+    /// @param collateralBps claimer collateral in basis points of the payment (at most 10,000)
+    /// @param minCollateral least collateral a claim locks, whatever the payment
+    /// @param disputeWindow seconds after completion during which the client may dispute
+    ///        (0: the provider is paid at completion and nothing can be disputed)
+    /// @param disputeBond what a client locks to dispute; it goes to the provider if the result stands
+    /// @param arbitrationTimeout seconds the arbiter has to decide a dispute (at least 1)
+    /// @param maxCompletionWindow longest completion window a job may ask for (at least 1)
+    /// @param unbondingDelay seconds between unbond and withdrawStake
+    /// @param minStake least stake to register
+    /// @dev Every period is at most MAX_PERIOD (30 days); amounts must fit in uint96.
+    struct Config {
+        uint256 collateralBps;
+        uint256 minCollateral;
+        uint256 disputeWindow;
+        uint256 disputeBond;
+        uint256 arbitrationTimeout;
+        uint256 maxCompletionWindow;
+        uint256 unbondingDelay;
+        uint256 minStake;
     }
 
     // ---------------------------------------------------------------- events
@@ -99,9 +127,11 @@ interface IJobMarket {
     event ModelRemoved(address indexed provider, bytes32 indexed modelKey, bytes modelCid);
     /// @notice A provider started unbonding; it can claim no more jobs.
     event UnbondingStarted(address indexed provider, uint256 unbondingEnd);
-    /// @notice A provider's stake went back to its internal balance and its record closed.
+    /// @notice A provider's stake went back to its internal balance and its record (models,
+    ///         price) was cleared.
     event StakeWithdrawn(address indexed provider, uint256 amount);
-    /// @notice A job was posted and its payment locked. The model's key is keccak256(modelCid).
+    /// @notice A job was posted and its payment locked. The model's key is keccak256(modelCid);
+    ///         the fee, its recipient and the salt complete the job's terms.
     event JobPosted(
         uint256 indexed jobId,
         address indexed client,
@@ -109,9 +139,11 @@ interface IJobMarket {
         bytes modelCid,
         bytes specCid,
         uint96 payment,
-        uint32 claimDeadline,
+        uint40 claimDeadline,
         uint32 completionWindow,
-        uint16 feeBps
+        uint16 feeBps,
+        address feeRecipient,
+        uint64 salt
     );
     /// @notice A provider claimed a job and locked collateral.
     event JobClaimed(uint256 indexed jobId, address indexed provider, uint256 collateral, uint256 completionDeadline);
@@ -119,17 +151,22 @@ interface IJobMarket {
     event JobCompleted(
         uint256 indexed jobId, address indexed provider, bytes resultCid, bytes32 outputHash, uint256 disputeDeadline
     );
-    /// @notice The provider was paid and its collateral released.
+    /// @notice The provider was paid (`providerAmount`, `fee` to the job's fee recipient) and
+    ///         its collateral released.
     event JobSettled(uint256 indexed jobId, address indexed provider, uint256 providerAmount, uint256 fee);
     /// @notice The client cancelled an unclaimed job and got its payment back.
     event JobCancelled(uint256 indexed jobId, address indexed client);
     /// @notice A job past its deadline was ended: the client got `refund`, of which `slashed`
     ///         was the collateral of a provider that never delivered.
     event JobExpired(uint256 indexed jobId, address indexed client, uint256 refund, uint256 slashed);
-    /// @notice The client disputed a completed job.
-    event JobDisputed(uint256 indexed jobId, address indexed client, uint256 arbitrationDeadline);
-    /// @notice The arbiter decided against the provider: payment and collateral went to the client.
+    /// @notice The client disputed a completed job and locked `bond`.
+    event JobDisputed(uint256 indexed jobId, address indexed client, uint256 bond, uint256 arbitrationDeadline);
+    /// @notice The arbiter decided against the provider: payment, collateral and the client's
+    ///         bond went to the client.
     event JobRefunded(uint256 indexed jobId, address indexed client, uint256 refund);
+    /// @notice A dispute ended and its bond went to `to`: the provider if the arbiter upheld the
+    ///         result, the client if the arbiter refunded it or never decided (`lapsed`).
+    event DisputeBondReleased(uint256 indexed jobId, address indexed to, uint256 bond, bool lapsed);
     /// @notice The protocol fee changed (applies to jobs posted from now on).
     event FeeSet(uint256 feeBps, address recipient);
 
@@ -137,6 +174,14 @@ interface IJobMarket {
 
     /// @notice An amount of zero where a positive one is needed.
     error ZeroAmount();
+    /// @notice The zero address where an account or contract is needed.
+    error ZeroAddress();
+    /// @notice A basis-point parameter above its cap.
+    error InvalidBps(uint256 bps, uint256 maxBps);
+    /// @notice A period (seconds) outside its bounds.
+    error InvalidPeriod(uint256 period, uint256 minPeriod, uint256 maxPeriod);
+    /// @notice A fee recipient that is zero or the market itself.
+    error InvalidFeeRecipient(address recipient);
     /// @notice The internal balance is short.
     error InsufficientBalance(address account, uint256 balance, uint256 needed);
     /// @notice The provider's free stake is short.
@@ -159,8 +204,8 @@ interface IJobMarket {
     error EmptyCid();
     /// @notice The claim deadline is not in the future.
     error InvalidClaimDeadline(uint256 claimDeadline, uint256 nowTime);
-    /// @notice The completion window is zero.
-    error InvalidCompletionWindow(uint256 completionWindow);
+    /// @notice The completion window is zero or above the market's maximum.
+    error InvalidCompletionWindow(uint256 completionWindow, uint256 maxCompletionWindow);
     /// @notice No job with this id, or terms that do not match the job's commitment.
     error UnknownJob(uint256 jobId);
     /// @notice The job is not in a state that allows this call.
@@ -177,6 +222,9 @@ interface IJobMarket {
     error DeadlineNotPassed(uint256 jobId, uint256 deadline);
     /// @notice A fee above the contract's cap.
     error FeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
+    /// @notice Too little gas left to give the arbiter its full ARBITER_GAS: send the dispute
+    ///         with a higher gas limit.
+    error InsufficientGasForArbiter(uint256 gasLeft, uint256 needed);
 
     // ---------------------------------------------------------------- balances
 
@@ -192,7 +240,8 @@ interface IJobMarket {
     // ---------------------------------------------------------------- providers
 
     /// @notice Become a provider: move `stake` from the internal balance into stake, set a
-    ///         minimum price and the models served (full CID bytes).
+    ///         minimum price and the models served (full CID bytes). Models and price of an
+    ///         earlier registration do not come back.
     function register(uint96 stake, uint96 minPrice, bytes[] calldata modelCids) external;
 
     /// @notice Move `amount` from the internal balance into stake.
@@ -201,16 +250,17 @@ interface IJobMarket {
     /// @notice Set the minimum payment the provider asks for a job (advertised; nodes enforce it).
     function setPrice(uint96 minPrice) external;
 
-    /// @notice Start serving models (full CID bytes).
+    /// @notice Start serving models (full CID bytes). Active providers only.
     function addModels(bytes[] calldata modelCids) external;
 
-    /// @notice Stop serving models (full CID bytes).
+    /// @notice Stop serving models (full CID bytes). Active providers only.
     function removeModels(bytes[] calldata modelCids) external;
 
     /// @notice Stop claiming jobs; stake can be withdrawn after the unbonding delay.
     function unbond() external;
 
-    /// @notice After unbonding, with no open jobs: move the stake back to the internal balance.
+    /// @notice After unbonding, with no open jobs: move the stake back to the internal balance
+    ///         and clear the provider record (models served and minimum price).
     function withdrawStake() external;
 
     // ---------------------------------------------------------------- jobs
@@ -231,7 +281,9 @@ interface IJobMarket {
     /// @notice Claim a posted job; locks collateral from the caller's free stake.
     function claim(uint256 jobId, JobTerms calldata terms) external;
 
-    /// @notice Deliver a claimed job's result (CID bytes and sha256 of the output text).
+    /// @notice Deliver a claimed job's result (CID bytes and sha256 of the output text). With a
+    ///         dispute window of 0 the provider is paid now; otherwise `settle` pays it once the
+    ///         window has passed without a dispute.
     function complete(uint256 jobId, JobTerms calldata terms, bytes calldata resultCid, bytes32 outputHash)
         external;
 
@@ -241,16 +293,23 @@ interface IJobMarket {
     /// @notice The client cancels a job nobody claimed yet.
     function cancel(uint256 jobId, JobTerms calldata terms) external;
 
-    /// @notice End a job whose deadline passed (anyone): refund the client; a claimer that never
-    ///         delivered loses its collateral to the client; an undecided dispute is unwound.
+    /// @notice End a job whose deadline passed (anyone). Unclaimed: the client is refunded.
+    ///         Claimed and never delivered: the client is refunded and gets the claimer's
+    ///         collateral. Disputed and the arbiter never decided: the result stands, so the
+    ///         provider is paid as by `settle` and the client's bond goes back to the client.
     function expire(uint256 jobId, JobTerms calldata terms) external;
 
-    /// @notice The client disputes a completed job within the dispute window.
+    /// @notice The client disputes a completed job within the dispute window, locking the
+    ///         dispute bond from its internal balance. Needs enough gas to give the arbiter
+    ///         ARBITER_GAS (InsufficientGasForArbiter otherwise).
     function dispute(uint256 jobId, JobTerms calldata terms) external;
 
-    /// @notice The arbiter decides a disputed job.
+    /// @notice The arbiter decides a disputed job before its arbitration deadline. Provider
+    ///         wins: it is paid and gets the bond. Client wins: it gets payment, the claimer's
+    ///         collateral and its bond back.
     function resolve(uint256 jobId, JobTerms calldata terms, bool providerWins) external;
 
-    /// @notice Owner: set the protocol fee for jobs posted from now on (capped by MAX_FEE_BPS).
+    /// @notice Owner: set the protocol fee and its recipient for jobs posted from now on (the fee
+    ///         is capped by MAX_FEE_BPS; the recipient is neither zero nor the market).
     function setFee(uint16 feeBps, address recipient) external;
 }

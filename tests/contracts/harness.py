@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from hearth.chain.market import Market
 from hearth.chain.sender import Sender
 from hearth.chain.types import ZERO_ADDRESS, JobTerms
 from hearth.dev.compile import artifact_path
+from hearth.dev.deploy import MarketParams
 from hearth.dev.deploy import deploy_contract as dev_deploy_contract
 from hearth.errors import ContractError
 from hearth.formats.units import SUPPLY, TOKEN
@@ -49,8 +50,7 @@ class Harness:
     arbiter_address: str
     owner: LocalAccount
     senders: dict[str, Sender]
-    dispute_window: int
-    collateral_bps: int
+    params: MarketParams
     jobs: dict[int, JobTerms] = field(default_factory=dict)
     accounts: set[str] = field(default_factory=set)
 
@@ -113,6 +113,14 @@ class Harness:
     def complete(self, provider: LocalAccount, job_id: int, output_hash: bytes = b"\x11" * 32) -> Any:
         return self.op(provider, "complete", job_id, self.terms(job_id), RESULT, output_hash)
 
+    @property
+    def dispute_window(self) -> int:
+        return self.params.dispute_window
+
+    @property
+    def bond(self) -> int:
+        return self.params.dispute_bond
+
     # ---------------------------------------------------------------- views
     def state(self, job_id: int) -> str:
         return self.market.job(job_id).state
@@ -124,10 +132,11 @@ class Harness:
         return self.market.account(addr).stake
 
     def collateral(self, payment: int) -> int:
-        return payment * self.collateral_bps // 10_000
+        return max(payment * self.params.collateral_bps // 10_000, self.params.min_collateral)
 
     def check_invariant(self) -> None:
-        """Market token balance == internal balances + stakes + escrow of open jobs."""
+        """Market token balance == internal balances + stakes + escrow of open jobs (payment,
+        collateral once claimed, the client's bond while disputed)."""
         m = self.market
         held = m.token_balance(m.address)
         owed = 0
@@ -140,21 +149,26 @@ class Harness:
                 owed += terms.payment
                 if st != "Posted":
                     owed += self.collateral(terms.payment)
+                if st == "Disputed":
+                    owed += self.bond
         assert held == owed, f"invariant broken: market holds {held}, owes {owed}"
 
 
-def make_harness(b: Backend, dispute_window: int = 0, arbiter: str | None = None,
-                 collateral_bps: int = 1000) -> Harness:
-    """Deploy token, arbiter and market on `b`."""
+TEST_PARAMS = MarketParams(dispute_window=0)
+
+
+def make_harness(b: Backend, dispute_window: int = 0, arbiter: str | None = None, **params: int) -> Harness:
+    """Deploy token, arbiter and market on `b` (TEST_PARAMS, with these changes)."""
+    p = replace(TEST_PARAMS, dispute_window=dispute_window, **params)
     owner = b.accounts[0]
     senders: dict[str, Sender] = {}
     s = Sender(b.w3, owner, fixed_gas=FIXED_GAS)
     senders[owner.address] = s
     token = deploy_contract(b, s, "HearthToken", owner.address, SUPPLY)
     arb = arbiter or deploy_contract(b, s, "SimpleArbiter", owner.address)
-    market = deploy_contract(b, s, "JobMarket", token, arb, collateral_bps, dispute_window, 86_400, 3_600, 10 * TOKEN)
+    market = deploy_contract(b, s, "JobMarket", token, arb, p.as_config())
     m = Market(b.w3, market, token, int(b.w3.eth.block_number))
-    return Harness(b, m, arb, owner, senders, dispute_window, collateral_bps)
+    return Harness(b, m, arb, owner, senders, p)
 
 
 Factory = Callable[..., Harness]

@@ -1,16 +1,20 @@
-"""Every JobMarket transition and revert, with the exact custom error, on eth-tester and anvil.
+"""Every JobMarket transition and revert outside disputes, with the exact custom error, on
+eth-tester and anvil (disputes: test_disputes.py; parameters, fees, salts, time: test_rules.py).
 The balance invariant is checked after every operation (Harness.op / expect_revert)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from hearth.chain.types import ZERO_ADDRESS
 from hearth.formats.units import TOKEN
 from hearth.jobs import permit_signature
 
 from tests.backends import Backend
-from tests.contracts.harness import MODEL_V0, MODEL_V1, RESULT, SPEC, Harness, artifact, deploy_contract, make_harness
+from tests.contracts.harness import MODEL_V0, MODEL_V1, RESULT, SPEC, Harness, make_harness
 
 
 @pytest.fixture
@@ -24,7 +28,7 @@ def hw(backend: Backend) -> Harness:
     return make_harness(backend, dispute_window=3600)
 
 
-def actors(h: Harness) -> tuple:
+def actors(h: Harness) -> tuple[LocalAccount, LocalAccount, LocalAccount]:
     a = h.b.accounts
     return a[1], a[2], a[3]
 
@@ -111,6 +115,7 @@ def test_unregistered_provider_calls_revert(h: Harness) -> None:
     h.expect_revert("ProviderNotActive", prov, "setPrice", 1, provider=prov.address)
     h.expect_revert("ProviderNotActive", prov, "addStake", TOKEN)
     h.expect_revert("ProviderNotActive", prov, "addModels", [MODEL_V0])
+    h.expect_revert("ProviderNotActive", prov, "removeModels", [MODEL_V0], provider=prov.address)
     h.expect_revert("ProviderNotActive", prov, "unbond")
     h.expect_revert("ZeroAmount", prov, "addStake", 0)
 
@@ -133,6 +138,26 @@ def test_unbond_and_withdraw_stake(h: Harness) -> None:
     assert h.balance(prov.address) == before + 50 * TOKEN
     assert h.market.account(prov.address).status == "None"
     h.expect_revert("ProviderNotUnbonding", prov, "withdrawStake", provider=prov.address)
+
+
+def test_withdraw_stake_clears_models_and_price(h: Harness) -> None:
+    client, prov, _ = actors(h)
+    h.fund(client)
+    h.register(prov, 50, (MODEL_V0, MODEL_V1))
+    h.op(prov, "setPrice", 7)
+    h.op(prov, "unbond")
+    h.expect_revert("ProviderNotActive", prov, "removeModels", [MODEL_V0], provider=prov.address)
+    h.b.advance(3601)
+    h.op(prov, "withdrawStake")
+    assert not h.market.serves(prov.address, MODEL_V0) and not h.market.serves(prov.address, MODEL_V1)
+    assert h.market.min_price(prov.address) == 0
+    # registering again brings back neither the old models nor the old price
+    h.op(prov, "register", 10 * TOKEN, 3, [MODEL_V1])
+    assert not h.market.serves(prov.address, MODEL_V0) and h.market.serves(prov.address, MODEL_V1)
+    assert h.market.min_price(prov.address) == 3
+    job = h.post(client)
+    h.expect_revert("ModelNotServed", prov, "claim", job, h.terms(job), provider=prov.address,
+                    modelKey=keccak(MODEL_V0))
 
 
 # ------------------------------------------------------------------ post
@@ -173,7 +198,11 @@ def test_post_reverts(h: Harness) -> None:
     h.expect_revert("EmptyCid", client, "postJob", pp(b"", SPEC, TOKEN, now + 100, 60))
     h.expect_revert("EmptyCid", client, "postJob", pp(MODEL_V0, b"", TOKEN, now + 100, 60))
     h.expect_revert("InvalidClaimDeadline", client, "postJob", pp(MODEL_V0, SPEC, TOKEN, now - 1, 60))
-    h.expect_revert("InvalidCompletionWindow", client, "postJob", pp(MODEL_V0, SPEC, TOKEN, now + 100, 0))
+    cap = h.params.max_completion_window
+    h.expect_revert("InvalidCompletionWindow", client, "postJob", pp(MODEL_V0, SPEC, TOKEN, now + 100, 0),
+                    completionWindow=0, maxCompletionWindow=cap)
+    h.expect_revert("InvalidCompletionWindow", client, "postJob", pp(MODEL_V0, SPEC, TOKEN, now + 100, cap + 1),
+                    completionWindow=cap + 1, maxCompletionWindow=cap)
     h.expect_revert("InsufficientBalance", client, "postJob", pp(MODEL_V0, SPEC, 6 * TOKEN, now + 100, 60),
                     account=client.address, balance=5 * TOKEN, needed=6 * TOKEN)
 
@@ -204,6 +233,24 @@ def test_claim_reverts(h: Harness) -> None:
     h.claim(prov, job)
     h.expect_revert("InvalidState", prov, "claim", job, h.terms(job), jobId=job, state="Claimed")
     h.expect_revert("UnknownJob", prov, "claim", job, h.market.posted(job).terms.as_tuple(), jobId=job)
+
+
+def test_claim_locks_at_least_the_collateral_floor(h: Harness) -> None:
+    client, prov, anyone = actors(h)
+    h.fund(client)
+    h.register(prov, 50)
+    floor = h.params.min_collateral
+    payment = floor  # 10% of it is below the floor
+    job = h.post(client, payment=payment, window=h.params.max_completion_window)
+    receipt = h.claim(prov, job)
+    ev = h.market.contract.events.JobClaimed().process_receipt(receipt)[0]["args"]
+    assert ev["collateral"] == floor and h.market.collateral_for(payment) == floor
+    assert h.stake(prov.address) == 50 * TOKEN - floor
+    # the longest hold a claimer can take is the market's cap, and it costs the floor
+    assert ev["completionDeadline"] <= h.b.now() + h.params.max_completion_window
+    h.b.advance(h.params.max_completion_window + 1)
+    h.op(anyone, "expire", job, h.terms(job))
+    assert h.balance(client.address) == 500 * TOKEN + floor
 
 
 def test_claim_model_not_served_reverts(h: Harness) -> None:
@@ -293,20 +340,33 @@ def test_settle_after_dispute_window(hw: Harness) -> None:
     hw.expect_revert("InvalidState", client, "settle", job, hw.terms(job), state="Settled")
 
 
-def test_fee_applies_to_jobs_posted_after_it(h: Harness) -> None:
+def test_fee_and_its_recipient_are_fixed_at_post(h: Harness) -> None:
     client, prov, other = actors(h)
+    treasury = h.b.accounts[6]
     h.fund(client)
     h.register(prov)
+    h.accounts |= {other.address, treasury.address}
     h.expect_revert("OwnableUnauthorizedAccount", client, "setFee", 100, client.address)
     h.expect_revert("FeeTooHigh", h.owner, "setFee", 1001, other.address, feeBps=1001, maxFeeBps=1000)
-    old = h.post(client, payment=10 * TOKEN)
+    h.expect_revert("InvalidFeeRecipient", h.owner, "setFee", 100, ZERO_ADDRESS, recipient=ZERO_ADDRESS)
+    h.expect_revert("InvalidFeeRecipient", h.owner, "setFee", 100, h.market.address, recipient=h.market.address)
+    free = h.post(client, payment=10 * TOKEN)
     h.op(h.owner, "setFee", 500, other.address)
-    new = h.post(client, payment=10 * TOKEN)
-    h.accounts.add(other.address)
-    for job in (old, new):
+    first = h.post(client, payment=10 * TOKEN)
+    assert (h.jobs[first].fee_bps, h.jobs[first].fee_recipient) == (500, other.address)
+    h.op(h.owner, "setFee", 200, treasury.address)  # changes neither fee nor recipient of `first`
+    second = h.post(client, payment=10 * TOKEN)
+    paid = h.balance(prov.address)
+    for job in (free, first, second):
         h.claim(prov, job)
+    # a recipient other than the one fixed at post does not match the job's commitment
+    forged = replace(h.jobs[second], fee_recipient=other.address)
+    h.expect_revert("UnknownJob", prov, "complete", second, forged.as_tuple(), RESULT, b"\0" * 32, jobId=second)
+    for job in (free, first, second):
         h.complete(prov, job)
-    assert h.balance(other.address) == TOKEN // 2  # 5% of the second job only
+    assert h.balance(other.address) == TOKEN // 2  # 5% of `first`
+    assert h.balance(treasury.address) == TOKEN // 5  # 2% of `second`
+    assert h.balance(prov.address) == paid + 30 * TOKEN - TOKEN // 2 - TOKEN // 5
 
 
 # ------------------------------------------------------------------ cancel / expire
@@ -367,87 +427,6 @@ def test_expire_settled_reverts(h: Harness) -> None:
     h.expect_revert("InvalidState", client, "expire", job, h.terms(job), state="Settled")
 
 
-# ------------------------------------------------------------------ disputes
-
-
-def _completed(hw: Harness, payment: int = 10 * TOKEN) -> tuple:
-    client, prov, other = actors(hw)
-    hw.fund(client)
-    hw.register(prov, 50)
-    job = hw.post(client, payment=payment)
-    hw.claim(prov, job)
-    hw.complete(prov, job)
-    return client, prov, other, job
-
-
-def test_dispute_then_arbiter_refunds_client(hw: Harness) -> None:
-    client, prov, other, job = _completed(hw)
-    hw.expect_revert("NotClient", other, "dispute", job, hw.terms(job), caller=other.address)
-    hw.op(client, "dispute", job, hw.terms(job))
-    assert hw.state(job) == "Disputed"
-    hw.expect_revert("NotArbiter", other, "resolve", job, hw.terms(job), False, caller=other.address)
-    arb = hw.b.w3.eth.contract(address=hw.arbiter_address, abi=artifact("SimpleArbiter")["abi"])
-    hw.s(hw.owner).transact(arb.functions.decide(hw.market.address, job, hw.terms(job), False))
-    hw.check_invariant()
-    assert hw.state(job) == "Refunded"
-    assert hw.balance(client.address) == 501 * TOKEN
-    assert hw.stake(prov.address) == 49 * TOKEN
-
-
-def test_dispute_then_arbiter_pays_provider(hw: Harness) -> None:
-    client, prov, _, job = _completed(hw)
-    hw.op(client, "dispute", job, hw.terms(job))
-    arb = hw.b.w3.eth.contract(address=hw.arbiter_address, abi=artifact("SimpleArbiter")["abi"])
-    before = hw.balance(prov.address)
-    hw.s(hw.owner).transact(arb.functions.decide(hw.market.address, job, hw.terms(job), True))
-    hw.check_invariant()
-    assert hw.state(job) == "Settled"
-    assert hw.balance(prov.address) == before + 10 * TOKEN
-
-
-def test_dispute_after_window_reverts(hw: Harness) -> None:
-    client, _, _, job = _completed(hw)
-    hw.b.advance(3601)
-    hw.expect_revert("DeadlinePassed", client, "dispute", job, hw.terms(job), jobId=job)
-
-
-def test_undecided_dispute_expires_neutrally(hw: Harness) -> None:
-    client, prov, other, job = _completed(hw)
-    hw.op(client, "dispute", job, hw.terms(job))
-    hw.expect_revert("DeadlineNotPassed", other, "expire", job, hw.terms(job))
-    hw.b.advance(86_401)
-    hw.op(other, "expire", job, hw.terms(job))
-    assert hw.state(job) == "Expired"
-    assert hw.balance(client.address) == 500 * TOKEN
-    assert hw.stake(prov.address) == 50 * TOKEN
-
-
-@pytest.mark.parametrize("mode", [0, 1, 2], ids=["reverts", "reenters-resolve", "reenters-withdraw"])
-def test_malicious_arbiter_cannot_move_funds(backend: Backend, mode: int) -> None:
-    from hearth.chain.sender import Sender
-
-    owner = backend.accounts[0]
-    evil = deploy_contract(backend, Sender(backend.w3, owner), "MaliciousArbiter")
-    h = make_harness(backend, dispute_window=3600, arbiter=evil)
-    client, prov, _, job = _completed(h)
-    abi = artifact("MaliciousArbiter")["abi"]
-    arb = backend.w3.eth.contract(address=evil, abi=abi)
-    h.s(owner).transact(arb.functions.configure(mode, h.terms(job)))
-    h.op(client, "dispute", job, h.terms(job))  # the arbiter's misbehaviour cannot block it
-    assert h.state(job) == "Disputed"
-    assert arb.functions.reentered().call() is False
-    assert h.balance(prov.address) == 100 * TOKEN + 0  # not paid by a re-entrant resolve
-    # the arbiter can still decide once, through the front door
-    h.s(owner).transact(arb.functions.decide(h.market.address, job, h.terms(job), True))
-    h.check_invariant()
-    assert h.state(job) == "Settled"
-    with pytest.raises(Exception):  # noqa: B017  (second decision: InvalidState inside the arbiter call)
-        h.s(owner).transact(arb.functions.decide(h.market.address, job, h.terms(job), True))
-    h.s(owner).resync()
-    h.check_invariant()
-
-
 def test_unknown_job_reads_as_none(h: Harness) -> None:
     assert h.state(12345) == "None"
     assert h.market.job(0).state == "None"
-    _ = ZERO_ADDRESS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_utils import keccak
@@ -14,22 +14,26 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 @dataclass(frozen=True)
 class JobTerms:
-    """The terms the market commits to; passed back on every call that moves a job."""
+    """The terms the market commits to (with the job id); passed back on every call that moves
+    a job. The fee, its recipient and the salt are fixed at post and read from JobPosted."""
 
     client: str
     payment: int
     provider: str
     completion_window: int
     fee_bps: int
+    fee_recipient: str
     model_key: bytes
+    salt: int
 
-    def as_tuple(self) -> tuple[str, int, str, int, int, bytes]:
+    def as_tuple(self) -> tuple[str, int, str, int, int, str, bytes, int]:
         """ABI form."""
-        return (self.client, self.payment, self.provider, self.completion_window, self.fee_bps, self.model_key)
+        return (self.client, self.payment, self.provider, self.completion_window, self.fee_bps,
+                self.fee_recipient, self.model_key, self.salt)
 
     def with_provider(self, provider: str) -> JobTerms:
         """The terms after `provider` claimed."""
-        return JobTerms(self.client, self.payment, provider, self.completion_window, self.fee_bps, self.model_key)
+        return replace(self, provider=provider)
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,14 @@ class PostedJob:
     fee_bps: int
     block_number: int
     tx_hash: str
+    fee_recipient: str = ZERO_ADDRESS
+    salt: int = 0
 
     @property
     def terms(self) -> JobTerms:
         """Terms as committed at post."""
-        return JobTerms(self.client, self.payment, self.provider, self.completion_window, self.fee_bps, self.model_key)
+        return JobTerms(self.client, self.payment, self.provider, self.completion_window, self.fee_bps,
+                        self.fee_recipient, self.model_key, self.salt)
 
 
 @dataclass(frozen=True)
@@ -91,4 +98,6 @@ def posted_from_event(ev: Any) -> PostedJob:
         fee_bps=int(a["feeBps"]),
         block_number=int(ev["blockNumber"]),
         tx_hash="0x" + bytes(ev["transactionHash"]).hex(),
+        fee_recipient=str(a["feeRecipient"]),
+        salt=int(a["salt"]),
     )

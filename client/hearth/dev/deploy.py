@@ -18,13 +18,28 @@ from hearth.formats.units import SUPPLY, TOKEN
 
 @dataclass(frozen=True)
 class MarketParams:
-    """Constructor parameters of JobMarket."""
+    """Constructor parameters of JobMarket (its Config, in order). The defaults are a market
+    where no result is paid before the client could dispute it: a one-hour dispute window, a
+    dispute bond, a floor under collateral and a cap on how long a claimer may hold a job."""
 
     collateral_bps: int = 1000
-    dispute_window: int = 0
+    min_collateral: int = TOKEN // 100
+    dispute_window: int = 3_600
+    dispute_bond: int = TOKEN // 10
     arbitration_timeout: int = 86_400
+    max_completion_window: int = 86_400
     unbonding_delay: int = 3_600
     min_stake: int = 10 * TOKEN
+
+    def as_config(self) -> tuple[int, ...]:
+        """ABI form of JobMarket's Config."""
+        return (self.collateral_bps, self.min_collateral, self.dispute_window, self.dispute_bond,
+                self.arbitration_timeout, self.max_completion_window, self.unbonding_delay, self.min_stake)
+
+
+# The devnet keeps paying at completion (dispute window 0) for now: the node, `hearth job submit`
+# and the end-to-end tests expect a devnet job to be Settled as soon as it is completed.
+DEVNET_PARAMS = MarketParams(dispute_window=0)
 
 
 def deploy_contract(w3: Web3, sender: Sender, contract: str | dict[str, Any], *args: Any, gas: int | None = None) -> TxReceipt:
@@ -44,10 +59,7 @@ def deploy(w3: Web3, sender: Sender, network: str, params: MarketParams = Market
     me = sender.address
     token, token_tx, block = _deploy(w3, sender, "HearthToken", me, SUPPLY)
     arbiter, arbiter_tx, _ = _deploy(w3, sender, "SimpleArbiter", me)
-    market, market_tx, _ = _deploy(
-        w3, sender, "JobMarket", token, arbiter, params.collateral_bps, params.dispute_window,
-        params.arbitration_timeout, params.unbonding_delay, params.min_stake,
-    )
+    market, market_tx, _ = _deploy(w3, sender, "JobMarket", token, arbiter, params.as_config())
     return Deployment(
         network=network,
         chain_id=int(w3.eth.chain_id),

@@ -98,7 +98,7 @@ def ensure_deployed(w3: Web3, network: str = "devnet", path: Path | None = None)
         pass
     deployer = dev_account(0)
     sender = Sender(w3, deployer)
-    d = deploy_mod.deploy(w3, sender, network)
+    d = deploy_mod.deploy(w3, sender, network, deploy_mod.DEVNET_PARAMS)
     market = d.market_binding(w3)
     deploy_mod.fund(sender, market, dev_accounts()[1:], DEV_FUNDS)
     deployments.save(d, path)

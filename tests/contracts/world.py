@@ -1,0 +1,82 @@
+"""The deployed market the state-machine test (test_properties.py) runs on: funded actors, a
+snapshot every example starts from, and one batched read of everything the model predicts."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+from typing import Any, cast
+
+from eth_abi import decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from hearth.chain.types import PROVIDER_STATUS, STATES, Account
+from hearth.formats.units import TOKEN
+from web3 import Web3
+
+from tests.backends import Backend
+from tests.contracts.harness import MODEL_V0, MODEL_V1, Harness, artifact, make_harness
+from tests.contracts.model import PARAMS, Model
+
+MODELS = (MODEL_V0, MODEL_V1)
+ACCOUNT_ABI = ["uint96", "uint96", "uint16", "uint40", "uint8"]
+
+
+class World:
+    """A deployed market with funded actors; every example starts from the same snapshot."""
+
+    def __init__(self, b: Backend) -> None:
+        a = b.accounts
+        self.b = b
+        self.h: Harness = make_harness(b, **asdict(PARAMS))
+        self.owner, self.clients, self.providers, self.treasuries = a[0], a[1:3], a[3:6], a[7:9]
+        h = self.h
+        h.op(self.owner, "setFee", 250, self.treasuries[0].address)
+        m = Model(PARAMS, 250, self.treasuries[0].address)
+        for acct in self.clients + self.providers:
+            h.fund(acct, 1000, 200)
+            m.wallet[acct.address], m.balance[acct.address] = 800 * TOKEN, 200 * TOKEN
+            m.status[acct.address] = "None"
+        for p, models in zip(self.providers[:2], ((MODEL_V0,), MODELS), strict=True):
+            h.op(p, "register", 10 * TOKEN, 0, list(models))
+            m.balance[p.address] -= 10 * TOKEN
+            m.stake[p.address] += 10 * TOKEN
+            m.status[p.address] = "Active"
+            m.serves[p.address] = {keccak(x) for x in models}
+        for t in self.treasuries:
+            h.s(t)  # tracked by the harness
+        self.model0 = m
+        arbiter = Web3.to_checksum_address(h.arbiter_address)
+        self.arbiter = b.w3.eth.contract(address=arbiter, abi=artifact("SimpleArbiter")["abi"])
+        self.snap = b.snapshot()
+
+    def reset(self) -> Model:
+        self.b.revert(self.snap)
+        self.snap = self.b.snapshot()  # anvil's snapshots are single use
+        for s in self.h.senders.values():
+            s.resync()
+        self.b.advance(1)  # mine a block: the next block's clock is what now() reads
+        return copy.deepcopy(self.model0)
+
+    def books(self, everyone: list[LocalAccount], wallets: list[LocalAccount],
+              job: int | None) -> tuple[list[Account], list[int], int, str | None]:
+        """The market records of `everyone`, the token balances of `wallets`, the market's own
+        token balance and the state of `job`: raw eth_calls in one batched request to anvil."""
+        market, token = self.h.market, self.h.market.token.functions
+        c = market.contract.functions
+        calls = [(market.address, c.getAccount(a.address)) for a in everyone]
+        calls += [(market.token.address, token.balanceOf(a.address)) for a in wallets]
+        calls.append((market.token.address, token.balanceOf(market.address)))
+        if job is not None:
+            calls.append((market.address, c.getJob(job)))
+        batch = [("eth_call", [{"to": to, "data": fn._encode_transaction_data()}, "latest"]) for to, fn in calls]
+        replies = cast(Any, self.b.w3.provider).make_batch_request(batch)
+        raw = [bytes.fromhex(str(r["result"])[2:]) for r in replies]
+        n, k = len(everyone), len(wallets)
+        accounts = []
+        for r in raw[:n]:
+            balance, stake, open_jobs, unbonding_end, status = decode(ACCOUNT_ABI, r)
+            accounts.append(Account(balance, stake, open_jobs, unbonding_end, PROVIDER_STATUS[status]))
+        held = [int(decode(["uint256"], r)[0]) for r in raw[n:n + k]]
+        state = STATES[decode(["uint8"], raw[n + k + 1][:32])[0]] if job is not None else None
+        return accounts, held, int(decode(["uint256"], raw[n + k])[0]), state
