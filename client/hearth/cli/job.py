@@ -219,11 +219,28 @@ def job_cancel(c: Ctx, job_id: int, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_expire(c: Ctx, job_id: int, as_json: bool) -> None:
-    """End a job past its deadline: refund the client (plus a no-show claimer's collateral)."""
+    """End a job past its deadline: refund the client (plus a no-show claimer's collateral); a
+    dispute the arbiter left undecided past its timeout ends with the result standing."""
     tx = _job_tx(c, "expire", job_id)
-    ev = c.market.logs("JobExpired", c.market.deploy_block, "latest", jobId=job_id)[-1]["args"]
-    emit({"job_id": job_id, "refund": ev["refund"] / TOKEN, "slashed": ev["slashed"] / TOKEN, "tx": tx}, as_json,
-          f"job {job_id} expired; {ev['refund'] / TOKEN:g} HRT refunded to {ev['client']}")
+    name, ev = c.market.history(job_id)[-1]
+    a = ev["args"]
+    if name == "JobSettled":  # a lapsed dispute: the provider is paid, the client's bond returned
+        emit({"job_id": job_id, "settled": True, "provider_amount": a["providerAmount"] / TOKEN, "tx": tx}, as_json,
+             f"job {job_id}: the arbiter never decided; the result stands and the provider is paid "
+             f"{a['providerAmount'] / TOKEN:g} HRT (your dispute bond is back in your deposit)")
+        return
+    emit({"job_id": job_id, "refund": a["refund"] / TOKEN, "slashed": a["slashed"] / TOKEN, "tx": tx}, as_json,
+         f"job {job_id} expired; {a['refund'] / TOKEN:g} HRT refunded to {a['client']}")
+
+
+@job_group.command("settle")
+@click.argument("job_id", type=int)
+@json_opt
+@pass_ctx
+def job_settle(c: Ctx, job_id: int, as_json: bool) -> None:
+    """Pay the provider of a completed job once its dispute window has closed (anyone may)."""
+    tx = _job_tx(c, "settle", job_id)
+    emit({"job_id": job_id, "settled": True, "tx": tx}, as_json, f"job {job_id} settled; the provider is paid")
 
 
 @job_group.command("dispute")
@@ -231,6 +248,10 @@ def job_expire(c: Ctx, job_id: int, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_dispute(c: Ctx, job_id: int, as_json: bool) -> None:
-    """Dispute a completed job within the dispute window; the arbiter decides."""
+    """Dispute a completed job within the dispute window, posting the market's dispute bond from
+    your deposit: you get it back if the arbiter refunds you, the provider gets it if the result
+    stands (also when the arbiter never decides)."""
+    bond = int(c.market.call(c.market.contract.functions.disputeBond()))
     tx = _job_tx(c, "dispute", job_id)
-    emit({"job_id": job_id, "disputed": True, "tx": tx}, as_json, f"job {job_id} disputed; the arbiter decides")
+    emit({"job_id": job_id, "disputed": True, "bond": bond / TOKEN, "tx": tx}, as_json,
+         f"job {job_id} disputed with a {bond / TOKEN:g} HRT bond; the arbiter decides")
