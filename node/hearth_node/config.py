@@ -31,14 +31,21 @@ class NodeSettings(BaseSettings):
     max_tokens: int = Field(1024, ge=1, le=32768, description="largest max_tokens accepted")
     max_spec_bytes: int = Field(65536, ge=256, description="largest job spec fetched")
     n_ctx: int = Field(2048, ge=128, description="llama.cpp context size")
-    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: all cores")
+    n_threads: int | None = Field(None, ge=1, description="llama.cpp threads; default: all cores but one")
     n_gpu_layers: int = Field(0, ge=-1, description="layers to offload to a GPU (needs a CUDA build); -1 = all")
     model_memory_budget: int = Field(4 * 2**30, ge=2**20, description="bytes of loaded models before LRU eviction")
     confirmations: int = Field(0, ge=0, le=64, description="blocks a JobPosted needs above it before acting")
     poll_interval: float = Field(0.05, gt=0, le=30, description="seconds between get_logs polls")
     log_range: int = Field(2000, ge=1, description="most blocks per get_logs call")
     tokens_per_second_floor: float = Field(
-        20.0, gt=0, description="pessimistic speed used to judge whether a deadline is reachable"
+        20.0, gt=0, description="generation speed assumed until the node has measured its own (warm-up, jobs)"
+    )
+    max_open_jobs: int = Field(8, ge=1, le=256, description="most jobs claimed and not yet finished at once")
+    admission_safety_factor: float = Field(
+        2.0, ge=1.0, le=20.0, description="estimated seconds of queued work plus a job are multiplied by this"
+    )
+    admission_margin_seconds: float = Field(
+        3.0, ge=0, le=3600, description="seconds kept free before a deadline (claim and complete transactions)"
     )
     data_dir: Path = Field(default_factory=lambda: data_dir() / "node", description="journal, model cache")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address (localhost by default)")

@@ -3,9 +3,10 @@
 Steps of a job, in order:
     seen -> claim_signed -> claimed -> ran -> uploaded -> complete_signed -> completed
 with terminal side exits: skipped (guardian said no), lost (another provider claimed first),
-expired (deadline passed), failed (an error we cannot retry). A signed transaction is stored
-(raw bytes and hash) before it is broadcast, so after a crash the very same transaction is
-re-sent, never a second one.
+expired (deadline passed), failed (an error we cannot retry, or quarantined after too many
+attempts). A signed transaction is stored (raw bytes and hash) before it is broadcast, so after a
+crash the very same transaction is re-sent, never a second one. Each start of work on a job is
+counted (`attempts`) before the work begins, so a job that crashes the node is seen at restart.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from hearth.chain.types import PostedJob
+from hearth.errors import ConfigError
 
 STEPS = ("seen", "claim_signed", "claimed", "ran", "uploaded", "complete_signed", "completed")
 TERMINAL = ("completed", "skipped", "lost", "expired", "failed")
@@ -41,6 +45,10 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+class JournalError(ConfigError):
+    """The journal file cannot be used (not SQLite, corrupt, or locked by another node)."""
+
+
 @dataclass
 class JobRecord:
     """One journaled job."""
@@ -59,9 +67,24 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            # A damaged file can open and still fail later, mid-job: check it all now.
+            problems = [str(r[0]) for r in self._db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            if "locked" in str(e).lower() or "busy" in str(e).lower():
+                raise JournalError(f"the journal {path} is locked ({e})",
+                                   hint="is another node running with the same data_dir? stop it first") from None
+            raise JournalError(
+                f"the journal {path} is not a usable SQLite database ({e})",
+                hint=f"move it aside (mv {path} {path}.corrupt) and start the node again: it rescans the "
+                     "chain for open jobs; jobs it had claimed and not completed are not resumed",
+            ) from None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -97,6 +120,27 @@ class Journal:
                 (step, json.dumps(merged), reason, now, job_id),
             )
             self._db.execute("INSERT INTO timeline VALUES (?, ?, ?, ?)", (job_id, step, now, reason))
+            self._db.execute("COMMIT")
+
+    def count_attempt(self, job_id: int) -> int:
+        """Count one more start of work on a job, durably, before the work begins; the count."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            data = json.loads(row[0]) if row else {}
+            data["attempts"] = int(data.get("attempts", 0)) + 1
+            self._db.execute("UPDATE jobs SET data=? WHERE job_id=?", (json.dumps(data), job_id))
+            self._db.execute("COMMIT")
+            return int(data["attempts"])
+
+    def note(self, job_id: int, **data: Any) -> None:
+        """Merge `data` into a job's record without moving it (no timeline entry)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if row:
+                merged = {**json.loads(row[0]), **data}
+                self._db.execute("UPDATE jobs SET data=? WHERE job_id=?", (json.dumps(merged), job_id))
             self._db.execute("COMMIT")
 
     def get(self, job_id: int) -> JobRecord | None:
@@ -158,3 +202,19 @@ class Journal:
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(int(row[0]), row[1], json.loads(row[2]), json.loads(row[3]), row[4], float(row[5]))
+
+
+def posted_to_dict(job: PostedJob) -> dict[str, Any]:
+    """A JobPosted event as the journal stores it (bytes as hex)."""
+    d = asdict(job)
+    for k in ("model_key", "model_cid", "spec_cid"):
+        d[k] = d[k].hex()
+    return d
+
+
+def posted_from_dict(d: dict[str, Any]) -> PostedJob:
+    """The JobPosted event back from the journal."""
+    d = dict(d)
+    for k in ("model_key", "model_cid", "spec_cid"):
+        d[k] = bytes.fromhex(d[k])
+    return PostedJob(**d)

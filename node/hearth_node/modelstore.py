@@ -51,6 +51,9 @@ class ModelStore:
     def ensure(self, cid: str, sha256: str, size: int = 0, progress: Progress | None = None) -> Path:
         """A local path whose bytes are the model with this CID and sha256."""
         key = (str(CID.parse(cid)), sha256)
+        known = self._verified.get(key)
+        if known is not None:  # without the lock: a download of another model must not stall this
+            return known
         with self._lock:
             if key in self._verified:
                 return self._verified[key]

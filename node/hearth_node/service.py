@@ -74,6 +74,9 @@ class NodeService:
             max_spec_bytes=s.max_spec_bytes,
             n_ctx=s.n_ctx,
             tokens_per_second=s.tokens_per_second_floor,
+            safety_factor=s.admission_safety_factor,
+            margin_seconds=s.admission_margin_seconds,
+            max_open_jobs=s.max_open_jobs,
         )
         ws = s.ws_url or rpc.replace("http://", "ws://").replace("https://", "wss://")
         self.sender = Sender(self.w3, self.account)  # the account's one sender: every transaction goes through it
@@ -117,6 +120,7 @@ class NodeService:
         """Register if needed, start the pipeline and the API."""
         self.ensure_registered()
         self.processor.recover()  # open jobs first: their signed transactions hold the next nonces
+        threading.Thread(target=self._preload, name="preload", daemon=True).start()
         self.watcher.start()
         config = uvicorn.Config(
             create_app(self), host=self.settings.api_host, port=self.api_port, log_level="warning"
@@ -126,6 +130,16 @@ class NodeService:
         self._server_thread.start()
         log.info("node %s up: API http://%s:%d", self.account.address, self.settings.api_host, self.api_port)
 
+    def _preload(self) -> None:
+        """Load (and so measure) each served model before jobs come: admission judges a burst
+        of jobs by a speed measured on an idle node, not by the floor. Errors only log."""
+        p = self.processor
+        for cid, (sha, size) in p.model_shas.items():
+            try:
+                p.runners.release(p.runners.acquire(p.models.ensure(str(CID.parse(cid)), sha, size)))
+            except Exception as e:  # noqa: BLE001  (the first job loads it instead)
+                log.warning("preloading model %s failed: %s", CID.parse(cid), str(e).splitlines()[0])
+
     def stop(self) -> None:
         """Stop everything started."""
         if self._server is not None:
@@ -134,7 +148,7 @@ class NodeService:
             self._server_thread.join(timeout=10)
         self.watcher.stop()
         self.processor.stop()
-        self.processor.runners.close()
+        self.processor.runners.close(timeout=10)  # a job still decoding keeps its model until it ends
         self.ipfs.close()
         self.journal.close()
 

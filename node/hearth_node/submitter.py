@@ -1,19 +1,26 @@
 """The submitter: sends the node's claim and complete transactions through the one injected
 Sender, journaling each signed transaction before it leaves, and re-sending those bytes after a
-crash so a restart never sends a second transaction for the same step."""
+crash so a restart never sends a second transaction for the same step. Also what retries need:
+which errors are transient, and one thread that runs retries later without holding a worker."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from hearth.chain.market import Market
 from hearth.chain.sender import Prepared, Sender
-from hearth.errors import ChainError, ContractError, IPFSError
+from hearth.chain.types import PostedJob
+from hearth.errors import ChainError, ContractError, IPFSError, VerificationError
 from hearth.settings import crash_point_name
 
-from hearth_node.journal import JobRecord, Journal
+from hearth_node.journal import JobRecord, Journal, posted_from_dict
 
 log = logging.getLogger("hearth.node")
 
@@ -31,6 +38,25 @@ class Lost(Exception):
 # Contract errors that mean "someone else got there first" or "too late": expected, not failures.
 LOST = {"InvalidState", "NotProvider"}
 LATE = {"DeadlinePassed"}
+DONE = ("Settled", "Completed", "Disputed")  # on-chain states of a job whose result was accepted
+# IPFSErrors about the content itself (hearth.ipfs.fetch): the same bytes fail the same way again.
+_CONTENT = ("limit", "not a file")
+
+
+def first_line(e: BaseException) -> str:
+    """An error's message without its hint or traceback lines, for logs and journal reasons."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def is_transient(e: BaseException) -> bool:
+    """Whether trying again later may succeed: the RPC or IPFS daemon was down, refused or timed
+    out. A revert, content failing its hash, an oversized or malformed spec or an invalid CID
+    end the job instead."""
+    if isinstance(e, ContractError | VerificationError):
+        return False
+    if isinstance(e, IPFSError):
+        return not any(m in str(e) for m in _CONTENT)
+    return isinstance(e, ChainError)
 
 
 
@@ -42,6 +68,28 @@ class Submitter:
         self.sender = sender
         self.journal = journal
         self.address = sender.address
+        self._collateral: dict[int, int] = {}
+
+    def collateral_for(self, payment: int) -> int:
+        """The contract's collateralFor(payment): it depends on immutable settings only, so each
+        payment is read once (the cache is bounded: payments are chosen by strangers)."""
+        if payment not in self._collateral:
+            if len(self._collateral) >= 1024:
+                self._collateral.clear()
+            self._collateral[payment] = self.market.collateral_for(payment)
+        return self._collateral[payment]
+
+    def deadline(self, job: PostedJob, now: float) -> float:
+        """A claimed job's completion deadline, read from the chain once and journaled."""
+        rec = self.journal.get(job.job_id)
+        if rec is not None and "deadline" in rec.data:
+            return float(rec.data["deadline"])
+        try:
+            deadline = self.market.job(job.job_id).deadline
+        except ChainError:
+            return now + job.completion_window  # an upper bound: the claim is in the past
+        self.journal.note(job.job_id, deadline=deadline)
+        return float(deadline)
 
     def prepare_or_end(self, job_id: int, fn: Any, end_step: str) -> Prepared | None:
         """Sign `fn` after simulating it; a lost race or a passed deadline ends the job at
@@ -84,3 +132,89 @@ class Submitter:
                                       {f"{what}_gas": int(receipt["gasUsed"])})
         except (ChainError, IPFSError) as e:
             log.info("job %d: re-sending %s gave %s", job_id, what, e)
+
+    def recover(self, start: Callable[[PostedJob], None]) -> None:
+        """After a restart: settle each open job against the chain and hand those still ours
+        to do to `start`. Signed-but-unconfirmed transactions are re-sent first, in nonce
+        order and before any new transaction is signed, so no new transaction takes their nonce."""
+        open_jobs = self.journal.open_jobs()
+        signed = [r for r in open_jobs if r.step.endswith("_signed")]
+        signed.sort(key=lambda r: int(r.data.get(r.step.replace("_signed", "_nonce"), 0)))
+        for rec in signed + [r for r in open_jobs if not r.step.endswith("_signed")]:
+            try:
+                self._recover_one(rec, start)
+            except Exception as e:  # noqa: BLE001
+                log.exception("recovering job %d failed: %s", rec.job_id, e)
+            if rec in signed and rec is signed[-1]:
+                self.sender.resync()
+        self.sender.resync()
+
+    def _recover_one(self, rec: JobRecord, start: Callable[[PostedJob], None]) -> None:
+        job = posted_from_dict(rec.posted)
+        slot = self.market.job(job.job_id)
+        log.info("recovering job %d at step %s (on-chain: %s)", job.job_id, rec.step, slot.state)
+        if rec.step.endswith("_signed"):
+            self.resend(job.job_id, rec.step.removesuffix("_signed"), rec)  # in nonce order
+            slot = self.market.job(job.job_id)
+        state = slot.state
+        if rec.step in ("seen", "claim_signed") and state == "Posted":
+            start(job)  # not claimed (yet): prepare it, or keep confirming the claim
+            return
+        if rec.step == "seen":
+            self.journal.advance(job.job_id, "lost", f"on-chain state {state} at restart")
+            return
+        if rec.step == "claim_signed":
+            if self.market.current_terms(job.job_id).provider != self.address:
+                self.journal.advance(job.job_id, "lost", "another provider claimed it")
+                return
+            self.journal.advance(job.job_id, "claimed")
+        if state in DONE:
+            self.journal.advance(job.job_id, "completed", f"on-chain state {state} at restart")
+        elif state != "Claimed":
+            self.journal.advance(job.job_id, "expired", f"on-chain state {state} at restart")
+        else:
+            self.journal.note(job.job_id, deadline=slot.deadline)
+            start(job)
+
+
+
+class Later:
+    """Runs callables after a delay on one thread (retry backoff, periodic looks), so waiting
+    for a retry never holds a worker thread."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="later", daemon=True)
+        self._thread.start()
+
+    def call(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run `fn` in `delay` seconds (never, once stopped)."""
+        with self._cond:
+            if not self._stopped:
+                heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), fn))
+                self._cond.notify()
+
+    def stop(self) -> None:
+        """Drop what is scheduled and end the thread."""
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._stopped:
+                    return
+                fn = heapq.heappop(self._heap)[2]
+            try:
+                fn()
+            except Exception:  # noqa: BLE001  (one callback's failure never stops the others)
+                log.exception("scheduled call failed")

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from eth_utils import keccak
+from eth_utils import function_abi_to_4byte_selector
 from hearth.dev.localnet import Localnet
 from hearth.formats.cid import CID
 from hearth.ipfs.kubo import KuboClient
@@ -74,9 +74,9 @@ def test_crash_at_each_step_completes_exactly_once(env: Localnet, crash_at: str)
     txs = [tx for n in range(env.market.deploy_block, env.w3.eth.block_number + 1)
            for tx in env.w3.eth.get_block(n, full_transactions=True)["transactions"] if tx["from"] == provider]
     selectors = [bytes(tx["input"])[:4] for tx in txs if tx["to"] == env.market.address]
-    terms = "(address,uint96,address,uint32,uint16,bytes32)"
-    claim_sel = keccak(text=f"claim(uint256,{terms})")[:4]
-    complete_sel = keccak(text=f"complete(uint256,{terms},bytes,bytes32)")[:4]
+    abi = {e["name"]: e for e in env.market.contract.abi if e["type"] == "function"}
+    claim_sel = function_abi_to_4byte_selector(abi["claim"])  # from the ABI: survives a change of JobTerms
+    complete_sel = function_abi_to_4byte_selector(abi["complete"])
     assert selectors.count(claim_sel) == 1
     assert selectors.count(complete_sel) == 1
 
