@@ -102,6 +102,7 @@ def test_hostile_jobs_do_not_crash_stall_or_bankrupt_the_node(env: Localnet, tmp
         time.sleep(1)
     claimed = {j for j in burst if m.logs("JobClaimed", m.deploy_block, "latest", jobId=j)}
     completed = {j for j in burst if m.logs("JobCompleted", m.deploy_block, "latest", jobId=j)}
+    print(f"burst: {len(claimed)} of {len(burst)} claimed, {len(completed)} completed")
     assert claimed, "the node claimed none of the burst: admission control is too timid to test"
     assert claimed == completed, f"claimed but not completed in time (collateral at risk): {sorted(claimed - completed)}"
     assert node.proc.poll() is None
