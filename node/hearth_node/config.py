@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hearth.settings import data_dir
+from hearth.settings import DEFAULT_IPFS_API, data_dir
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
@@ -21,7 +21,7 @@ class NodeSettings(BaseSettings):
     ws_url: str | None = Field(
         None, description="WebSocket endpoint for new-block pushes; default: the RPC URL as ws:// (anvil serves both)"
     )
-    ipfs_api: str = Field("http://127.0.0.1:5001", description="Kubo RPC API (or the embedded daemon)")
+    ipfs_api: str = Field(DEFAULT_IPFS_API, description="Kubo RPC API (or the embedded daemon)")
     keystore: Path | None = Field(None, description="encrypted keystore file of the provider key (not on devnet)")
     password_env: str = Field("HEARTH_PASSWORD", description="env var holding the keystore password")
     dev_account: int = Field(1, ge=0, le=9, description="devnet only: which dev account is the provider")
@@ -35,6 +35,8 @@ class NodeSettings(BaseSettings):
     n_gpu_layers: int = Field(0, ge=-1, description="layers to offload to a GPU (needs a CUDA build); -1 = all")
     model_memory_budget: int = Field(4 * 2**30, ge=2**20, description="bytes of loaded models before LRU eviction")
     confirmations: int = Field(0, ge=0, le=64, description="blocks a JobPosted needs above it before acting")
+    max_fee_per_gas: int | None = Field(
+        None, ge=1, description="ceiling on the fee per gas (wei) of the node's transactions; none: no ceiling")
     poll_interval: float = Field(0.05, gt=0, le=30, description="seconds between get_logs polls")
     log_range: int = Field(2000, ge=1, description="most blocks per get_logs call")
     tokens_per_second_floor: float = Field(

@@ -79,7 +79,8 @@ class NodeService:
             max_open_jobs=s.max_open_jobs,
         )
         ws = s.ws_url or rpc.replace("http://", "ws://").replace("https://", "wss://")
-        self.sender = Sender(self.w3, self.account)  # the account's one sender: every transaction goes through it
+        # the account's one sender: every transaction goes through it, under the operator's fee ceiling
+        self.sender = Sender(self.w3, self.account, max_fee_per_gas=s.max_fee_per_gas)
         self.processor = Processor(
             self.market, self.account, self.sender, self.ipfs, self.journal,
             ModelStore(s.data_dir / "models", self.ipfs),

@@ -19,6 +19,7 @@ from hearth.chain.sender import Prepared, Sender
 from hearth.chain.types import PostedJob
 from hearth.errors import ChainError, ContractError, IPFSError, VerificationError
 from hearth.settings import crash_point_name
+from web3.types import TxReceipt
 
 from hearth_node.journal import JobRecord, Journal, posted_from_dict
 
@@ -105,13 +106,15 @@ class Submitter:
 
     def send_step(self, job_id: int, what: str, tx: Prepared) -> None:
         # Journal the signed transaction before it leaves: a restart re-sends these bytes.
-        self.journal.advance_with(job_id, f"{what}_signed", None,
-                                  {f"{what}_tx": tx.tx_hash, f"{what}_raw": tx.raw.hex(), f"{what}_nonce": tx.nonce})
+        self.journal.advance_with(job_id, f"{what}_signed", None, {
+            f"{what}_tx": tx.tx_hash, f"{what}_raw": tx.raw.hex(), f"{what}_nonce": tx.nonce,
+            f"{what}_versions": [[tx.tx_hash, tx.raw.hex()]],
+        })
         crash_point(f"{what}_signed")
         self.sender.broadcast(tx)
         crash_point(f"{what}_sent")
         try:
-            receipt = self.sender.wait(tx.tx_hash)
+            receipt = self._see_mined(job_id, what, tx)
         except ChainError:
             # Two providers can both pass simulation within one block; the later claim reverts.
             if what == "claim" and self.market.current_terms(job_id).provider != self.address:
@@ -122,13 +125,31 @@ class Submitter:
         self.journal.advance_with(job_id, "claimed" if what == "claim" else "completed", None,
                                   {f"{what}_gas": int(receipt["gasUsed"]), f"{what}_block": int(receipt["blockNumber"])})
 
+    def _see_mined(self, job_id: int, what: str, tx: Prepared, previous: list[Prepared] | None = None) -> TxReceipt:
+        """Wait for `tx` (or an earlier version) to be mined, re-signing it with bumped fees
+        while it is not (public chains: a rising base fee strands an under-priced transaction
+        past the job's deadline); every new version is journaled before it is broadcast."""
+        rec = self.journal.get(job_id)
+        deadline: float | None = None
+        if rec is not None:
+            deadline = float(rec.posted["claim_deadline"]) if what == "claim" else rec.data.get("deadline")
+
+        def journal_version(v: Prepared) -> None:
+            cur = self.journal.get(job_id)
+            versions = list(cur.data.get(f"{what}_versions", [])) if cur is not None else []
+            self.journal.note(job_id, **{f"{what}_tx": v.tx_hash, f"{what}_raw": v.raw.hex(), f"{what}_nonce": v.nonce,
+                                         f"{what}_versions": [*versions, [v.tx_hash, v.raw.hex()]]})
+
+        return self.sender.send(tx, deadline, on_signed=journal_version, previous=previous or [])
+
     def resend(self, job_id: int, what: str, rec: JobRecord) -> None:
-        raw = bytes.fromhex(rec.data[f"{what}_raw"])
-        tx = Prepared(rec.data[f"{what}_tx"], raw, int(rec.data[f"{what}_nonce"]))
+        nonce = int(rec.data[f"{what}_nonce"])
+        versions = [Prepared(h, bytes.fromhex(raw), nonce) for h, raw in rec.data.get(f"{what}_versions", [])]
+        if not versions:  # journals written before replacement existed hold one version
+            versions = [Prepared(rec.data[f"{what}_tx"], bytes.fromhex(rec.data[f"{what}_raw"]), nonce)]
         try:
-            self.sender.broadcast(tx)
-            receipt = self.sender.wait(tx.tx_hash)
-            self.journal.advance_with(job_id, rec.step, f"re-sent {what} transaction {tx.tx_hash}",
+            receipt = self._see_mined(job_id, what, versions[-1], versions[:-1])
+            self.journal.advance_with(job_id, rec.step, f"re-sent {what} transaction 0x{bytes(receipt['transactionHash']).hex()}",
                                       {f"{what}_gas": int(receipt["gasUsed"])})
         except (ChainError, IPFSError) as e:
             log.info("job %d: re-sending %s gave %s", job_id, what, e)

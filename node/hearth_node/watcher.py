@@ -109,8 +109,16 @@ class Watcher:
     def poll_once(self) -> None:
         """Catch up from the persisted cursor to the confirmed head (one pass)."""
         cursor = self._cursor()
+        answered = int(self.w3.eth.block_number)
+        if answered < cursor:
+            # A load-balanced endpoint answering from a node behind the last one: the cursor's
+            # block is not there yet. That is lag, not a reorg: wait for it to catch up.
+            log.debug("endpoint head %d is behind the cursor %d; waiting", answered, cursor)
+            return
         cursor = self._check_reorg(cursor)
-        head = self.w3.eth.block_number - self.confirmations
+        # scan only to what this answer showed: a lagging node must not be asked for logs of
+        # blocks it does not have (it would answer with none, and the cursor would skip them)
+        head = answered - self.confirmations
         a = cursor + 1
         while a <= head and not self._stop.is_set():
             b = min(a + self.log_range - 1, head)
