@@ -254,11 +254,14 @@ def test_no_provider_is_504_after_one_repost_and_both_jobs_refunded(net: Localne
 
 def test_a_client_that_hangs_up_keeps_its_paid_job(net: Localnet, gw: Gateway) -> None:
     job_id = net.market.next_job_id()
+    # a long answer (200 tokens, seconds of inference) and a client that gives up after 0.3 s:
+    # it hangs up while the job runs, whatever the machine's speed
+    long = {**CHAT, "max_tokens": 200, "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}]}
     with pytest.raises(httpx.TimeoutException):
-        gw.post("/chat/completions", {**CHAT, "messages": [{"role": "user", "content": QUESTION}]}, timeout=0.5)
+        gw.post("/chat/completions", long, timeout=0.3)
     deadline = time.monotonic() + 120
     while net.market.job(job_id).state != "Settled":
         assert time.monotonic() < deadline, f"job {job_id}: {net.market.job(job_id).state}"
         time.sleep(0.2)
     r = net.hearth("job", "result", str(job_id))
-    assert r.returncode == 0 and "Paris" in r.stdout
+    assert r.returncode == 0 and len(r.stdout.split()) > 20, r.stderr
