@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -93,9 +92,11 @@ def node_bench(n_jobs: int = 50, overhead_jobs: int = 10) -> dict[str, Any]:
 def _plain_llama(path: Path, messages: list[dict[str, str]], max_tokens: int) -> tuple[float, int]:
     import llama_cpp
 
-    from hearth_node.runner import N_BATCH, N_UBATCH
+    from hearth_node.runner import N_BATCH, N_UBATCH, default_threads
 
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_threads=os.cpu_count(), n_batch=N_BATCH,
+    # the node's own thread settings: the ratio measures what the node adds, not a thread count
+    threads = default_threads()
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=N_BATCH,
                           n_ubatch=N_UBATCH, verbose=False, seed=0)
     try:
         llm.create_chat_completion(messages, max_tokens=8, temperature=0.0)  # type: ignore[arg-type]
