@@ -228,6 +228,11 @@ class FakeChain:
     def wait(self, tx_hash: str, fn: Any = None) -> dict[str, int]:
         return {"gasUsed": 21_000, "blockNumber": 1}
 
+    def send(self, tx: Prepared, deadline: float | None = None, on_signed: Any = None, **_: Any) -> dict[str, Any]:
+        """Sender.send: (re-)broadcast and see it mined at once (no replacement needed here)."""
+        self.broadcast(tx)
+        return {"gasUsed": 21_000, "blockNumber": 1, "transactionHash": bytes.fromhex(tx.tx_hash[2:])}
+
     def resync(self) -> None:
         pass
 
