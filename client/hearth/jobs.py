@@ -179,6 +179,6 @@ def fetch_result(
     if int(result.body.get("job_id", -1)) != job_id:
         raise VerificationError(f"job {job_id}: result is for job {result.body.get('job_id')}")
     posted = posted_from_event(posted_ev[0])
-    if CID.parse(str(result.body["spec_cid"])).digest != CID.parse(posted.spec_cid).digest:
+    if CID.parse(str(result.body["spec_cid"])).digest != posted.spec_cid.digest:
         raise VerificationError(f"job {job_id}: result answers a different spec")
     return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex())

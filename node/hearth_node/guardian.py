@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hearth.chain.types import ZERO_ADDRESS, PostedJob
+from hearth.formats.cid import CID
 from hearth.formats.jobspec import JobSpec
 
 
@@ -45,7 +46,7 @@ class Policy:
     """What this node serves and accepts."""
 
     address: str
-    models: dict[bytes, str]  # model CID bytes -> expected GGUF sha256
+    models: dict[CID, str]  # model CID (exactly as posted: the market keys on its bytes) -> GGUF sha256
     min_price: int
     max_tokens: int
     max_spec_bytes: int
@@ -84,13 +85,9 @@ def check_spec(
 ) -> Decision:
     """Second look, from the verified spec: does it match the job and fit this node at all?
     `prompt_tokens` is the prompt as the runner will render it (chat template included)."""
-    from hearth.formats.cid import CID
-
     if spec_size > policy.max_spec_bytes:
         return Rejected(f"spec is {spec_size} bytes, over {policy.max_spec_bytes}")
-    if CID.parse(spec.model_cid).to_bytes() != job.model_cid and CID.parse(spec.model_cid).digest != CID.parse(
-        job.model_cid
-    ).digest:
+    if CID.parse(spec.model_cid).digest != job.model_cid.digest:  # any CID version of the same content
         return Rejected("spec names a different model than the posted job")
     expected_sha = policy.models.get(job.model_cid)
     if expected_sha is not None and spec.model_sha256 != expected_sha:

@@ -12,18 +12,21 @@ counted (`attempts`) before the work begins, so a job that crashes the node is s
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from hearth.chain.types import PostedJob
+from hearth.chain.types import PostedJob, cid_text
 from hearth.errors import ConfigError
+from hearth.formats.cid import CID
 
 STEPS = ("seen", "claim_signed", "claimed", "ran", "uploaded", "complete_signed", "completed")
 TERMINAL = ("completed", "skipped", "lost", "expired", "failed")
+FORMAT = 2  # 2: a posted job's CIDs are kept as text (1: as the hex of their bytes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -75,6 +78,7 @@ class Journal:
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError("; ".join(problems[:3]))
             self._db.executescript(SCHEMA)
+            _cids_as_text(self._db)
         except sqlite3.DatabaseError as e:
             self._db.close()
             if "locked" in str(e).lower() or "busy" in str(e).lower():
@@ -92,16 +96,21 @@ class Journal:
         with self._lock:
             self._db.close()
 
-    def add(self, job_id: int, posted: dict[str, Any]) -> bool:
-        """Record a newly seen job; False if it was already known."""
+    def add(self, job_id: int, posted: dict[str, Any], skipped: str | None = None) -> bool:
+        """Record a newly seen job; False if it was already known. With a `skipped` reason it is
+        recorded as seen and skipped in one transaction (a job that must never be resumed)."""
         now = time.time()
         with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO jobs(job_id, step, posted, updated) VALUES (?, 'seen', ?, ?)",
-                (job_id, json.dumps(posted), now),
+                "INSERT OR IGNORE INTO jobs(job_id, step, posted, reason, updated) VALUES (?, ?, ?, ?, ?)",
+                (job_id, "skipped" if skipped else "seen", json.dumps(posted), skipped, now),
             )
             if cur.rowcount:
                 self._db.execute("INSERT INTO timeline VALUES (?, 'seen', ?, NULL)", (job_id, now))
+                if skipped:
+                    self._db.execute("INSERT INTO timeline VALUES (?, 'skipped', ?, ?)", (job_id, now, skipped))
+            self._db.execute("COMMIT")
             return bool(cur.rowcount)
 
     def advance(self, job_id: int, step: str, reason: str | None = None, **data: Any) -> None:
@@ -205,16 +214,36 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
 
 
 def posted_to_dict(job: PostedJob) -> dict[str, Any]:
-    """A JobPosted event as the journal stores it (bytes as hex)."""
-    d = asdict(job)
-    for k in ("model_key", "model_cid", "spec_cid"):
-        d[k] = d[k].hex()
+    """A JobPosted event as the journal stores it: CIDs as text, the model key as hex (the same
+    shape as `posted_record`, which journals a job whose CIDs do not parse)."""
+    d = {f.name: getattr(job, f.name) for f in fields(job)}
+    d.update(model_key=job.model_key.hex(), model_cid=str(job.model_cid), spec_cid=str(job.spec_cid))
     return d
 
 
 def posted_from_dict(d: dict[str, Any]) -> PostedJob:
-    """The JobPosted event back from the journal."""
+    """The JobPosted event back from the journal, its CIDs parsed once here (only a job that was
+    parsed when it was seen is ever resumed)."""
     d = dict(d)
-    for k in ("model_key", "model_cid", "spec_cid"):
-        d[k] = bytes.fromhex(d[k])
+    d.update(model_key=bytes.fromhex(d["model_key"]), model_cid=CID.parse(d["model_cid"]),
+             spec_cid=CID.parse(d["spec_cid"]))
     return PostedJob(**d)
+
+
+_OLD_HEX = re.compile(r"[0-9a-f]*")  # no CID text is all lowercase hex (Qm..., bafy..., bafk..., 0x...)
+
+
+def _cids_as_text(db: sqlite3.Connection) -> None:
+    """Journals written before format 2 kept the CIDs of a posted job as the hex of their bytes:
+    rewrite them as text, once."""
+    if db.execute("SELECT value FROM kv WHERE key='format'").fetchone():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    for job_id, text in db.execute("SELECT job_id, posted FROM jobs").fetchall():
+        posted = json.loads(text)
+        for k in ("model_cid", "spec_cid"):
+            if isinstance(posted.get(k), str) and _OLD_HEX.fullmatch(posted[k]):
+                posted[k] = cid_text(bytes.fromhex(posted[k]))
+        db.execute("UPDATE jobs SET posted=? WHERE job_id=?", (json.dumps(posted), job_id))
+    db.execute("INSERT INTO kv VALUES ('format', ?)", (str(FORMAT),))
+    db.execute("COMMIT")

@@ -25,7 +25,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _log_progress(cid: str) -> Progress:
+def _log_progress(cid: CID) -> Progress:
     """Log a model download every 10%."""
     last = [-1]
 
@@ -46,18 +46,18 @@ class ModelStore:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.ipfs = ipfs
         self._lock = threading.Lock()
-        self._verified: dict[tuple[str, str], Path] = {}
+        self._verified: dict[tuple[CID, str], Path] = {}
 
-    def ensure(self, cid: str, sha256: str, size: int = 0, progress: Progress | None = None) -> Path:
+    def ensure(self, cid: CID, sha256: str, size: int = 0, progress: Progress | None = None) -> Path:
         """A local path whose bytes are the model with this CID and sha256."""
-        key = (str(CID.parse(cid)), sha256)
+        key = (cid, sha256)
         known = self._verified.get(key)
         if known is not None:  # without the lock: a download of another model must not stall this
             return known
         with self._lock:
             if key in self._verified:
                 return self._verified[key]
-            path = self._local(cid) or self.cache_dir / f"{key[0]}.gguf"
+            path = self._local(cid) or self.cache_dir / f"{cid}.gguf"
             if not path.exists():
                 log.info("downloading model %s (%d bytes)", cid, size)
                 fetch_to_file(self.ipfs, cid, path, progress or _log_progress(cid), size)
@@ -70,9 +70,8 @@ class ModelStore:
             self._verified[key] = path
             return path
 
-    def _local(self, cid: str) -> Path | None:
-        digest = CID.parse(cid).digest
-        for m in all_models():
-            if m.path and CID.parse(m.cid).digest == digest and Path(m.path).exists():
+    def _local(self, cid: CID) -> Path | None:
+        for m in all_models():  # the registry keeps CIDs as text
+            if m.path and CID.parse(m.cid).digest == cid.digest and Path(m.path).exists():
                 return Path(m.path)
         return None

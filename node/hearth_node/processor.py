@@ -68,7 +68,7 @@ class Processor:
 
     def __init__(
         self, market: Market, account: LocalAccount, sender: Sender, ipfs: KuboClient, journal: Journal,
-        models: ModelStore, runners: RunnerPool, policy: guardian.Policy, model_shas: dict[bytes, tuple[str, int]],
+        models: ModelStore, runners: RunnerPool, policy: guardian.Policy, model_shas: dict[CID, tuple[str, int]],
         chain_id: int, clock: Callable[[], float] = time.time,
     ) -> None:
         self.market = market
@@ -81,7 +81,7 @@ class Processor:
         self.models = models
         self.runners = runners
         self.policy = policy
-        self.model_shas = model_shas  # model CID bytes -> (sha256, size)
+        self.model_shas = model_shas  # model CID -> (sha256, size)
         self.chain_id = chain_id
         self.clock = clock
         self.metrics = Metrics()
@@ -181,12 +181,12 @@ class Processor:
 
     def _load_spec(self, job: PostedJob) -> tuple[JobSpec, int]:
         """The job's spec, verified against its CID and size-capped, and its size in bytes."""
-        data = self.ipfs.cat(CID.parse(job.spec_cid), max_size=self.policy.max_spec_bytes)
+        data = self.ipfs.cat(job.spec_cid, max_size=self.policy.max_spec_bytes)
         return parse_spec(data), len(data)
 
     def _model_path(self, job: PostedJob) -> Path:
         sha, size = self.model_shas[job.model_cid]
-        return self.models.ensure(str(CID.parse(job.model_cid)), sha, size)
+        return self.models.ensure(job.model_cid, sha, size)
 
     def prepare(self, job: PostedJob, delay: float = 0.0) -> None:
         """Fetch and check the spec and the model, then ask for admission."""
@@ -392,7 +392,7 @@ class Processor:
             spec = spec or self._load_spec(job)[0]
             body = result_body(
                 job_id=job.job_id, chain_id=self.chain_id, market=self.market.address,
-                spec_cid=str(CID.parse(job.spec_cid)), output=r.output, finish_reason=r.finish_reason,
+                spec_cid=str(job.spec_cid), output=r.output, finish_reason=r.finish_reason,
                 usage={"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
                 model_sha256=spec.model_sha256, engine=self.engine, params=spec.params.as_dict(),
                 timings={"inference_seconds": round(r.seconds, 4), "tokens_per_second": round(r.tokens_per_second, 2)},

@@ -64,8 +64,9 @@ class NodeService:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(s.data_dir / f"journal-{d.chain_id}-{d.market.lower()}-{self.account.address.lower()}.db")
         refs = [resolve(m) for m in s.models]
-        model_shas = {CID.parse(m.cid).to_bytes(): (m.sha256, m.size) for m in refs}
         self.model_refs = refs
+        self.model_cids = [CID.parse(m.cid) for m in refs]  # the served models' CIDs, parsed once here
+        model_shas = {cid: (m.sha256, m.size) for cid, m in zip(self.model_cids, refs, strict=True)}
         policy = guardian.Policy(
             address=self.account.address,
             models={k: v[0] for k, v in model_shas.items()},
@@ -96,7 +97,7 @@ class NodeService:
     def ensure_registered(self) -> None:
         """On the devnet, register with stake and models if needed; elsewhere, explain what to run."""
         acct = self.market.account(self.account.address)
-        missing = [m for m in self.model_refs if not self.market.serves(self.account.address, CID.parse(m.cid).to_bytes())]
+        missing = [c for c in self.model_cids if not self.market.serves(self.account.address, c.to_bytes())]
         if acct.status == "Active" and not missing:
             return
         if self.settings.network != "devnet":
@@ -111,11 +112,11 @@ class NodeService:
                 sender.transact(self.market.token.functions.approve(self.market.address, need - acct.balance))
                 sender.transact(self.market.fn("deposit", need - acct.balance))
             sender.transact(self.market.fn(
-                "register", need, self.settings.min_price, [CID.parse(m.cid).to_bytes() for m in self.model_refs]
+                "register", need, self.settings.min_price, [c.to_bytes() for c in self.model_cids]
             ))
             log.info("registered provider %s with %d HRT stake", self.account.address, need // TOKEN)
         elif missing:
-            sender.transact(self.market.fn("addModels", [CID.parse(m.cid).to_bytes() for m in missing]))
+            sender.transact(self.market.fn("addModels", [c.to_bytes() for c in missing]))
 
     def start(self) -> None:
         """Register if needed, start the pipeline and the API."""
@@ -137,9 +138,9 @@ class NodeService:
         p = self.processor
         for cid, (sha, size) in p.model_shas.items():
             try:
-                p.runners.release(p.runners.acquire(p.models.ensure(str(CID.parse(cid)), sha, size)))
+                p.runners.release(p.runners.acquire(p.models.ensure(cid, sha, size)))
             except Exception as e:  # noqa: BLE001  (the first job loads it instead)
-                log.warning("preloading model %s failed: %s", CID.parse(cid), str(e).splitlines()[0])
+                log.warning("preloading model %s failed: %s", cid, str(e).splitlines()[0])
 
     def stop(self) -> None:
         """Stop everything started."""

@@ -58,10 +58,10 @@ class BoundedSource:
         return block
 
 
-def model_to_run(posted: PostedJob, spec: JobSpec) -> tuple[str, str, int]:
+def model_to_run(posted: PostedJob, spec: JobSpec) -> tuple[CID, str, int]:
     """(CID, sha256, size or 0 if unknown) of the model to re-run the job with: the one posted on
     chain; the spec must name it, and the local registry's sha256 wins over the spec's."""
-    onchain = CID.parse(posted.model_cid)
+    onchain = posted.model_cid
     if CID.parse(spec.model_cid).digest != onchain.digest:
         raise VerificationError(
             f"job {posted.job_id}: the spec names model {spec.model_cid}, but the job was posted for {onchain}",
@@ -75,10 +75,10 @@ def model_to_run(posted: PostedJob, spec: JobSpec) -> tuple[str, str, int]:
                     f"has {m.sha256}",
                     hint="an honest provider skips such a job (the model would fail its sha256 check)",
                 )
-            return str(onchain), m.sha256, m.size
+            return onchain, m.sha256, m.size
     # Not known here: the spec's sha256 is only a cross-check; the bytes are bound to the on-chain
     # CID block by block, and the download to max_model_bytes.
-    return str(onchain), spec.model_sha256, 0
+    return onchain, spec.model_sha256, 0
 
 
 def reexecute(market: Market, ipfs: KuboClient, job_id: int, cache: Path | None = None,
@@ -88,13 +88,13 @@ def reexecute(market: Market, ipfs: KuboClient, job_id: int, cache: Path | None 
     history = market.history(job_id)  # one get_logs for the whole job, shared by both checks
     vr = jobs.fetch_result(market, ipfs, job_id, history)
     posted = posted_from_event(next(ev for name, ev in history if name == "JobPosted"))
-    spec = parse_spec(ipfs.cat(CID.parse(posted.spec_cid), max_size=MAX_SPEC_BYTES))
+    spec = parse_spec(ipfs.cat(posted.spec_cid, max_size=MAX_SPEC_BYTES))
     cid, sha256, size = model_to_run(posted, spec)
     if size > max_model_bytes:
         raise IPFSError(f"model {cid} is {size} bytes, over the {max_model_bytes}-byte limit",
                         hint="raise it with --max-model-bytes")
     # a size known from the registry is exact: nothing beyond it is ever needed
-    source = BoundedSource(ipfs, CID.parse(cid), size or max_model_bytes)
+    source = BoundedSource(ipfs, cid, size or max_model_bytes)
     with tempfile.TemporaryDirectory() as tmp:
         store = ModelStore(cache or Path(tmp), source)
         path = store.ensure(cid, sha256, size)
@@ -106,4 +106,4 @@ def reexecute(market: Market, ipfs: KuboClient, job_id: int, cache: Path | None 
     local_hash = output_hash(local.output).hex()
     return {"job_id": job_id, "match": local_hash == vr.output_hash, "local_sha256": local_hash,
             "onchain_sha256": vr.output_hash, "local_output": local.output, "provider_output": vr.result.output,
-            "model_cid": cid}
+            "model_cid": str(cid)}

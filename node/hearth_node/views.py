@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hearth.formats.cid import CID
 from hearth.formats.units import TOKEN
 
 from hearth_node.journal import JobRecord
@@ -70,7 +69,7 @@ def job_view(rec: JobRecord, timeline: list[dict[str, Any]] | None = None) -> di
     view: dict[str, Any] = {
         "job_id": rec.job_id, "step": rec.step, "reason": rec.reason,
         "payment_tokens": rec.posted["payment"] / TOKEN, "client": rec.posted["client"],
-        "spec_cid": str(CID.parse(bytes.fromhex(rec.posted["spec_cid"]))),
+        "spec_cid": rec.posted["spec_cid"],  # journaled as text (0x-hex where the bytes were not a CID)
     }
     data = {k: v for k, v in rec.data.items() if not k.endswith("_raw")}
     if "run" in data:

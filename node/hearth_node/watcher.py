@@ -7,9 +7,11 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from hearth.chain.market import Market
-from hearth.chain.types import PostedJob, posted_from_event
+from hearth.chain.types import PostedJob, posted_from_event, posted_record
+from hearth.errors import InvalidCID
 
 from hearth_node.journal import Journal
 
@@ -17,7 +19,8 @@ log = logging.getLogger("hearth.node")
 
 
 class Watcher:
-    """Feeds every confirmed JobPosted of the market to `on_posted`, exactly once per cursor move."""
+    """Feeds every confirmed JobPosted of the market to `on_posted`, exactly once per cursor move,
+    parsed (CIDs included); a job whose CID bytes are not a CID is journaled as skipped instead."""
 
     def __init__(
         self, market: Market, journal: Journal, on_posted: Callable[[PostedJob], None], confirmations: int = 0,
@@ -123,11 +126,22 @@ class Watcher:
         while a <= head and not self._stop.is_set():
             b = min(a + self.log_range - 1, head)
             for ev in self.market.logs("JobPosted", a, b):
-                self.on_posted(posted_from_event(ev))
+                try:
+                    job = posted_from_event(ev)
+                except InvalidCID as e:  # the market takes any bytes as a CID: skip it, never stall
+                    self._unparsable(ev, e)
+                    continue
+                self.on_posted(job)
             block = self.w3.eth.get_block(b)
             self.journal.set_kv("cursor", str(b))
             self.journal.set_kv("cursor_hash", bytes(block["hash"]).hex())
             a = b + 1
+
+    def _unparsable(self, ev: Any, e: InvalidCID) -> None:
+        """Journal a job whose CID bytes are not a CID as skipped (once: a rescan finds it known)."""
+        record, reason = posted_record(ev), str(e).splitlines()[0]
+        if self.journal.add(record["job_id"], record, skipped=reason):
+            log.info("job %d skipped: %s", record["job_id"], reason)
 
     def _check_reorg(self, cursor: int) -> int:
         """If the cursor's block changed hash, rewind and drop jobs whose post vanished."""

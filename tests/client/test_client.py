@@ -91,7 +91,7 @@ def _forge(env: Localnet, job_id: int, provider_idx: int, output: str) -> None:
     terms = m.current_terms(job_id)
     s.transact(m.fn("claim", job_id, terms.as_tuple()))
     body = result_body(job_id=job_id, chain_id=11155111, market=m.address,
-                       spec_cid=str(CID.parse(m.posted(job_id).spec_cid)), output=output, finish_reason="stop",
+                       spec_cid=str(m.posted(job_id).spec_cid), output=output, finish_reason="stop",
                        usage={"prompt_tokens": 1, "completion_tokens": 1}, model_sha256=bundled().sha256,
                        engine={"name": "forged"}, params={}, timings={}, provider=acct.address)
     with KuboClient(env.ipfs_api) as k:

@@ -170,7 +170,7 @@ def test_post_locks_payment_and_event_round_trips_cid(h: Harness, model: bytes) 
     job = h.post(client, payment=3 * TOKEN, model=model)
     assert h.balance(client.address) == 497 * TOKEN
     posted = h.market.posted(job)
-    assert (posted.model_cid, posted.spec_cid, posted.payment) == (model, SPEC, 3 * TOKEN)
+    assert (posted.model_cid.to_bytes(), posted.spec_cid.to_bytes(), posted.payment) == (model, SPEC, 3 * TOKEN)
     assert posted.model_key == keccak(model)
     assert h.state(job) == "Posted"
 

@@ -1,9 +1,10 @@
 """Hostile jobs against a real provider node on the devnet, posted by a client that talks to the
 contract directly (not through the hearth client): nested JSON, non-finite and oversized numbers,
-a DAG bomb, markup-bearing specs, and a burst of 24 jobs of 64 tokens with 8-second completion
-windows. The node process never dies, every job it claims is completed before its deadline (none
-is left for anyone to expire with its collateral), an honest job posted afterwards is answered,
-and the dashboard, rendered in a real headless browser, shows the attacker's markup as text."""
+a DAG bomb, markup-bearing specs, model and spec "CIDs" that are not CIDs, and a burst of 24 jobs
+of 64 tokens with 8-second completion windows. The node process never dies, every job it claims is
+completed before its deadline (none is left for anyone to expire with its collateral), an honest
+job posted afterwards is answered, the dashboard, rendered in a real headless browser, shows the
+attacker's markup as text, and `hearth job status` / `job list` show bytes that are not a CID as hex."""
 
 from __future__ import annotations
 
@@ -70,20 +71,37 @@ def test_hostile_jobs_do_not_crash_stall_or_bankrupt_the_node(env: Localnet, tmp
     s.transact(m.token.functions.approve(m.address, 1000 * TOKEN))
     s.transact(m.fn("deposit", 100 * TOKEN))
 
-    def post(spec_cid: CID, window: int, claim_timeout: int = 60) -> int:
+    def post_raw(model: bytes, spec: bytes, window: int, claim_timeout: int = 60) -> int:
         now = int(env.w3.eth.get_block("latest")["timestamp"])
-        params = m.post_params(model_cid, spec_cid.to_bytes(), TOKEN // 100, now + claim_timeout, window)
+        params = m.post_params(model, spec, TOKEN // 100, now + claim_timeout, window)
         return m.job_posted_id(s.transact(m.fn("postJob", params)))
+
+    def post(spec_cid: CID, window: int, claim_timeout: int = 60) -> int:
+        return post_raw(model_cid, spec_cid.to_bytes(), window, claim_timeout)
 
     hostile = {name: post(ipfs.add(data), 300) for name, data in _hostile_specs(model.cid, model.sha256).items()}
     hostile["dag-bomb"] = post(_dag_bomb(ipfs), 300)
     # a spec that is not even a file of ours: raw garbage bytes as the "spec" CID's content
     hostile["garbage-bytes"] = post(ipfs.add(bytes(range(256)) * 64), 300)
+    # the market takes any bytes as a CID: a model "CID" of markup, a spec "CID" one byte short
+    good_spec = ipfs.add(make_spec(model.cid, model.sha256, prompt="hi", params=Params(max_tokens=8)).to_bytes())
+    not_cids = {"model-not-a-cid": (MARKUP.encode(), good_spec.to_bytes()),
+                "spec-not-a-cid": (model_cid, b"\x12\x20" + b"\xff" * 31)}
+    for name, (model_bytes, spec_bytes) in not_cids.items():
+        hostile[name] = post_raw(model_bytes, spec_bytes, 300)
 
     for name, job in hostile.items():
         view = node.wait_job(job, ("skipped", "failed"), timeout=120)
         assert view["step"] == "skipped", f"{name}: {view}"
         assert node.proc.poll() is None, f"node died on {name}:\n{node.log.read_text()[-3000:]}"
+    for name, (model_bytes, spec_bytes) in not_cids.items():
+        what = name.split("-")[0]
+        assert f"job {hostile[name]}: its {what} CID is not a CID" in node.wait_job(hostile[name], ("skipped",))["reason"]
+        status = env.hearth_json("job", "status", str(hostile[name]))
+        assert (status["model_cid"], status["spec_cid"]) == (
+            ("0x" + model_bytes.hex()) if what == "model" else model.cid,
+            ("0x" + spec_bytes.hex()) if what == "spec" else str(good_spec)), status
+    assert set(hostile.values()) <= {row["job_id"] for row in env.hearth_json("job", "list")}
 
     # the burst: 24 jobs of 64 tokens, 8 seconds each to complete once claimed
     burst = []

@@ -34,16 +34,17 @@ from hearth_node.runner import Runner, RunnerPool
 
 MODEL = "QmR58njnbf5NUQQ6uF9vkbHL4N1h3kFnkFcXdASEa8hQvY"
 SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SPEC_CID = cid_of_bytes(b"a spec")
 ACCOUNT = dev_account(1)
 ME = ACCOUNT.address
-POLICY = guardian.Policy(ME, {CID.parse(MODEL).to_bytes(): SHA}, min_price=1, max_tokens=1024, max_spec_bytes=4096,
+POLICY = guardian.Policy(ME, {CID.parse(MODEL): SHA}, min_price=1, max_tokens=1024, max_spec_bytes=4096,
                          n_ctx=2048, tokens_per_second=20.0)
 
 
 def posted(job_id: int, window: int = 8, claim_deadline: int = 2**40, payment: int = 10**16,
-           spec_cid: bytes = b"") -> PostedJob:
+           spec_cid: CID = SPEC_CID) -> PostedJob:
     return PostedJob(job_id=job_id, client=dev_account(2).address, provider=ZERO_ADDRESS, model_key=b"k" * 32,
-                     model_cid=CID.parse(MODEL).to_bytes(), spec_cid=spec_cid, payment=payment,
+                     model_cid=CID.parse(MODEL), spec_cid=spec_cid, payment=payment,
                      claim_deadline=claim_deadline, completion_window=window, fee_bps=0, block_number=1, tx_hash="0x")
 
 
@@ -243,10 +244,10 @@ class FakeIPFS:
         self.fail: dict[str, list[Exception]] = defaultdict(list)
         self.calls: Counter[str] = Counter()
 
-    def put(self, data: bytes) -> bytes:
+    def put(self, data: bytes) -> CID:
         cid = cid_of_bytes(data)
         self.blobs[str(cid)] = data
-        return cid.to_bytes()
+        return cid
 
     def cat(self, cid: CID, max_size: int | None = None) -> bytes:
         self.calls["cat"] += 1
@@ -268,7 +269,7 @@ class FakeModels:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def ensure(self, cid: str, sha256: str, size: int = 0) -> Path:
+    def ensure(self, cid: CID, sha256: str, size: int = 0) -> Path:
         return self.path
 
 
@@ -288,7 +289,7 @@ class Node:
 
     def _processor(self) -> Processor:
         proc = Processor(self.chain, ACCOUNT, self.chain, self.ipfs, self.journal, FakeModels(self.tmp_path / "m.gguf"),  # type: ignore[arg-type]
-                         self.pool, self.policy, {CID.parse(MODEL).to_bytes(): (SHA, 0)}, 31337)
+                         self.pool, self.policy, {CID.parse(MODEL): (SHA, 0)}, 31337)
         proc.retry_first, proc.recheck_every, proc.measure_every = 0.02, 0.05, 0.2
         return proc
 

@@ -47,7 +47,7 @@ class _Market:
 
 def _posted(job_id: int) -> dict[str, Any]:
     return {"job_id": job_id, "client": "0x" + "22" * 20, "payment": 10**18,
-            "spec_cid": cid_of_bytes(f"spec {job_id}".encode()).to_bytes().hex()}
+            "spec_cid": str(cid_of_bytes(f"spec {job_id}".encode()))}
 
 
 def fake_service(tmp_path: Path, api_host: str = "127.0.0.1") -> SimpleNamespace:

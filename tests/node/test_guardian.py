@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from hearth.chain.types import ZERO_ADDRESS, PostedJob
-from hearth.formats.cid import CID
+from hearth.formats.cid import CID, cid_of_bytes
 from hearth.formats.jobspec import Params, make_spec
 from hearth_node.guardian import Accepted, Policy, Rejected, check_event, check_spec
 from hearth_node.runner import COUNT_MARGIN, Runner, Unrunnable
@@ -17,14 +17,14 @@ MODEL = "QmR58njnbf5NUQQ6uF9vkbHL4N1h3kFnkFcXdASEa8hQvY"
 SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 ME = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
-POLICY = Policy(ME, {CID.parse(MODEL).to_bytes(): SHA}, min_price=100, max_tokens=256, max_spec_bytes=4096,
+POLICY = Policy(ME, {CID.parse(MODEL): SHA}, min_price=100, max_tokens=256, max_spec_bytes=4096,
                 n_ctx=2048, tokens_per_second=20.0)
 NOW = 1_000_000
 
 
 def job(**kw: object) -> PostedJob:
-    base = dict(job_id=1, client=OTHER, provider=ZERO_ADDRESS, model_key=b"", model_cid=CID.parse(MODEL).to_bytes(),
-                spec_cid=b"", payment=1000, claim_deadline=NOW + 60, completion_window=600, fee_bps=0,
+    base = dict(job_id=1, client=OTHER, provider=ZERO_ADDRESS, model_key=b"", model_cid=CID.parse(MODEL),
+                spec_cid=cid_of_bytes(b"spec"), payment=1000, claim_deadline=NOW + 60, completion_window=600, fee_bps=0,
                 block_number=1, tx_hash="0x")
     base.update(kw)
     return PostedJob(**base)  # type: ignore[arg-type]
@@ -34,7 +34,7 @@ def job(**kw: object) -> PostedJob:
     ({}, None),
     ({"provider": ME}, None),
     ({"provider": OTHER}, "reserved for provider"),
-    ({"model_cid": CID.parse("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG").to_bytes()}, "model not served"),
+    ({"model_cid": CID.parse("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG")}, "model not served"),
     ({"payment": 99}, "below our price"),
     ({"claim_deadline": NOW}, "claim deadline already passed"),
 ])
@@ -115,9 +115,9 @@ def test_job_over_context_after_templating_is_rejected(smol: Runner) -> None:
     s = make_spec(m.cid, m.sha256, messages=[{"role": "user", "content": text}], params=Params(max_tokens=1))
     old_count = len(smol.llm.tokenize(s.input_text.encode(), add_bos=True)) + 8
     assert old_count + 1 <= 256 < smol.count_tokens(s)
-    policy = Policy(ME, {CID.parse(m.cid).to_bytes(): m.sha256}, min_price=100, max_tokens=256, max_spec_bytes=4096,
+    policy = Policy(ME, {CID.parse(m.cid): m.sha256}, min_price=100, max_tokens=256, max_spec_bytes=4096,
                     n_ctx=256, tokens_per_second=20.0)
-    d = check_spec(job(model_cid=CID.parse(m.cid).to_bytes()), s, 100, smol.count_tokens(s), policy, NOW)
+    d = check_spec(job(model_cid=CID.parse(m.cid)), s, 100, smol.count_tokens(s), policy, NOW)
     assert isinstance(d, Rejected) and "exceed context" in d.reason
 
 

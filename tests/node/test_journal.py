@@ -1,15 +1,23 @@
 """The journal: a corrupt or foreign file is a ConfigError naming the file and what to do (the
-CLI prints it as one line, no traceback), and attempts are counted durably across reopenings."""
+CLI prints it as one line, no traceback), attempts are counted durably across reopenings, and a
+posted job's CIDs are kept as text and parsed once when read back."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
+from eth_utils import keccak
+from hearth.chain.types import ZERO_ADDRESS, PostedJob
 from hearth.dev.localnet import Localnet
 from hearth.errors import ConfigError
-from hearth_node.journal import Journal, JournalError
+from hearth.formats.cid import CID, cid_of_bytes
+from hearth_node.journal import Journal, JournalError, posted_from_dict, posted_to_dict
+
+MODEL = CID.parse("QmR58njnbf5NUQQ6uF9vkbHL4N1h3kFnkFcXdASEa8hQvY")
+SPEC = cid_of_bytes(b"a spec")
 
 
 def test_not_sqlite_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
@@ -64,3 +72,40 @@ def test_node_cli_reports_a_corrupt_journal_in_one_line(env: Localnet) -> None:
     assert r.returncode != 0
     assert "Traceback" not in r.stderr + r.stdout
     assert str(path) in r.stderr and "move it aside" in r.stderr
+
+
+def _job() -> PostedJob:
+    return PostedJob(job_id=9, client="0x" + "22" * 20, provider=ZERO_ADDRESS, model_key=keccak(MODEL.to_bytes()),
+                     model_cid=MODEL, spec_cid=SPEC, payment=10**16, claim_deadline=2**40, completion_window=600,
+                     fee_bps=25, block_number=3, tx_hash="0x" + "ab" * 32, fee_recipient="0x" + "33" * 20, salt=5)
+
+
+def test_a_posted_job_is_kept_with_cids_as_text_and_read_back_parsed(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "journal.db")
+    job = _job()
+    j.add(job.job_id, posted_to_dict(job))
+    rec = j.get(job.job_id)
+    assert rec is not None and (rec.posted["model_cid"], rec.posted["spec_cid"]) == (str(MODEL), str(SPEC))
+    assert posted_from_dict(rec.posted) == job
+    j.close()
+
+
+def test_a_journal_from_before_cids_were_text_is_converted_once(tmp_path: Path) -> None:
+    """Format 1 kept a posted job's CIDs as the hex of their bytes: opening converts them (0x-hex
+    where the bytes were never a CID), so an open job resumes after the upgrade."""
+    path = tmp_path / "journal.db"
+    Journal(path).close()
+    old = {**posted_to_dict(_job()), "model_cid": MODEL.to_bytes().hex(), "spec_cid": SPEC.to_bytes().hex()}
+    bad = {**old, "job_id": 10, "spec_cid": "c0ffee"}
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM kv WHERE key='format'")
+        for posted, step in ((old, "claimed"), (bad, "skipped")):
+            db.execute("INSERT INTO jobs(job_id, step, posted, updated) VALUES (?, ?, ?, 0)",
+                       (posted["job_id"], step, json.dumps(posted)))
+    j = Journal(path)
+    rec, skipped = j.get(9), j.get(10)
+    assert rec is not None and skipped is not None
+    assert posted_from_dict(rec.posted) == _job() and [r.job_id for r in j.open_jobs()] == [9]
+    assert (skipped.posted["model_cid"], skipped.posted["spec_cid"]) == (str(MODEL), "0xc0ffee")
+    assert j.get_kv("format") == "2"
+    j.close()

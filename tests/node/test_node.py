@@ -123,7 +123,7 @@ def test_tampered_spec_is_never_claimed(env: Localnet) -> None:
     node = env.start_node()
     env.kill_node(node)
     job_id = post_only(env)
-    env.corrupt_block_of(str(CID.parse(env.market.posted(job_id).spec_cid)))
+    env.corrupt_block_of(env.market.posted(job_id).spec_cid)
     node2 = env.start_node()
     view = node2.wait_job(job_id, ("skipped",))
     assert "failed verification" in view["reason"]

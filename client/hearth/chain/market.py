@@ -139,11 +139,15 @@ class Market:
             raise ChainError(f"get_logs {event} failed: {e}") from e
 
     def posted(self, job_id: int) -> PostedJob:
-        """The JobPosted event of `job_id`."""
+        """The JobPosted event of `job_id`, parsed; InvalidCID if its CID bytes are not CIDs."""
+        return posted_from_event(self.posted_log(job_id))
+
+    def posted_log(self, job_id: int) -> Any:
+        """The decoded JobPosted log of `job_id`, unparsed (to show a job whatever its bytes)."""
         logs = self.logs("JobPosted", self.deploy_block, "latest", jobId=job_id)
         if not logs:
             raise ChainError(f"job {job_id} not found on this market", hint="check the id: hearth job list")
-        return posted_from_event(logs[0])
+        return logs[0]
 
     def history(self, job_id: int) -> list[tuple[str, Any]]:
         """Every event of a job in block order: [(event name, decoded log)], from one get_logs

@@ -1,4 +1,8 @@
-"""The market's on-chain vocabulary as plain data: job states, terms, the JobPosted event."""
+"""The market's on-chain vocabulary as plain data: job states, terms, the JobPosted event.
+
+The contract takes any bytes as a CID, so the CIDs of a JobPosted log are parsed here, once, where
+the event enters: a PostedJob carries CID objects, and a log whose bytes are not a CID raises
+InvalidCID (a reader skips such a job; `posted_record` shows it, bytes as hex)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_utils import keccak
+
+from hearth.errors import InvalidCID
+from hearth.formats.cid import CID
 
 STATES = ("None", "Posted", "Claimed", "Completed", "Disputed", "Settled", "Cancelled", "Expired", "Refunded")
 PROVIDER_STATUS = ("None", "Active", "Unbonding")
@@ -38,14 +45,14 @@ class JobTerms:
 
 @dataclass(frozen=True)
 class PostedJob:
-    """Everything JobPosted tells about a job."""
+    """Everything JobPosted tells about a job, its CIDs parsed."""
 
     job_id: int
     client: str
     provider: str
-    model_key: bytes
-    model_cid: bytes
-    spec_cid: bytes
+    model_key: bytes  # keccak256 of the model CID's bytes, as posted
+    model_cid: CID
+    spec_cid: CID
     payment: int
     claim_deadline: int
     completion_window: int
@@ -82,22 +89,53 @@ class JobSlot:
     commitment: int
 
 
-def posted_from_event(ev: Any) -> PostedJob:
-    """A PostedJob from a decoded JobPosted log."""
+def _fields(ev: Any) -> dict[str, Any]:
+    """A JobPosted log's fields under PostedJob's names, the CIDs still raw bytes."""
     a = ev["args"]
-    return PostedJob(
-        job_id=int(a["jobId"]),
-        client=a["client"],
-        provider=a["provider"],
-        model_key=bytes(keccak(bytes(a["modelCid"]))),
-        model_cid=bytes(a["modelCid"]),
-        spec_cid=bytes(a["specCid"]),
-        payment=int(a["payment"]),
-        claim_deadline=int(a["claimDeadline"]),
-        completion_window=int(a["completionWindow"]),
-        fee_bps=int(a["feeBps"]),
-        block_number=int(ev["blockNumber"]),
-        tx_hash="0x" + bytes(ev["transactionHash"]).hex(),
-        fee_recipient=str(a["feeRecipient"]),
-        salt=int(a["salt"]),
-    )
+    return {
+        "job_id": int(a["jobId"]),
+        "client": str(a["client"]),
+        "provider": str(a["provider"]),
+        "model_key": bytes(keccak(bytes(a["modelCid"]))),
+        "model_cid": bytes(a["modelCid"]),
+        "spec_cid": bytes(a["specCid"]),
+        "payment": int(a["payment"]),
+        "claim_deadline": int(a["claimDeadline"]),
+        "completion_window": int(a["completionWindow"]),
+        "fee_bps": int(a["feeBps"]),
+        "block_number": int(ev["blockNumber"]),
+        "tx_hash": "0x" + bytes(ev["transactionHash"]).hex(),
+        "fee_recipient": str(a["feeRecipient"]),
+        "salt": int(a["salt"]),
+    }
+
+
+def posted_from_event(ev: Any) -> PostedJob:
+    """A PostedJob from a decoded JobPosted log; InvalidCID (naming the job) if its model or spec
+    CID bytes are not a CID, which the contract does not check."""
+    f = _fields(ev)
+    for key, what in (("model_cid", "model"), ("spec_cid", "spec")):
+        raw: bytes = f[key]
+        try:
+            f[key] = CID.parse(raw)
+        except InvalidCID:
+            shown = "0x" + (raw.hex() if len(raw) <= 40 else f"{raw[:40].hex()}... ({len(raw)} bytes)")
+            raise InvalidCID(f"job {f['job_id']}: its {what} CID is not a CID: {shown}",
+                             hint="the market takes any bytes as a CID; no provider can serve this job") from None
+    return PostedJob(**f)
+
+
+def cid_text(raw: bytes) -> str:
+    """CID bytes from an event as text: the CID, or 0x and the hex of bytes that are not one."""
+    try:
+        return str(CID.parse(raw))
+    except InvalidCID:
+        return "0x" + raw.hex()
+
+
+def posted_record(ev: Any) -> dict[str, Any]:
+    """A JobPosted log as JSON-ready plain data, whatever its CID bytes: the CIDs as `cid_text`,
+    the model key as hex. For showing a job, and for journaling one that cannot be parsed."""
+    f = _fields(ev)
+    f.update(model_key=f["model_key"].hex(), model_cid=cid_text(f["model_cid"]), spec_cid=cid_text(f["spec_cid"]))
+    return f

@@ -12,7 +12,6 @@ import click
 
 from hearth.cli.common import Ctx, emit, fail, json_opt, pass_ctx, tx_hash
 from hearth.errors import ContractError, UserError
-from hearth.formats.cid import CID
 from hearth.formats.units import TOKEN, parse_amount, parse_duration
 
 
@@ -134,16 +133,19 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
     slot = c.market.job(job_id)
     if slot.state == "None":
         raise UserError(f"job {job_id} does not exist on this market", hint="list jobs: hearth job list")
-    posted = c.market.posted(job_id)
+    from hearth.chain.types import posted_record
+
+    # shown, not used: a CID that does not parse (the market takes any bytes) is shown as hex
+    posted = posted_record(c.market.posted_log(job_id))
     events = []
     for name, ev in c.market.history(job_id):
         block = c.w3.eth.get_block(ev["blockNumber"])
         events.append({"event": name.removeprefix("Job"), "block": int(ev["blockNumber"]),
                        "time": int(block["timestamp"]), "tx": "0x" + bytes(ev["transactionHash"]).hex()})
-    obj = {"job_id": job_id, "state": slot.state, "deadline": slot.deadline, "client": posted.client,
-           "payment": posted.payment / TOKEN, "spec_cid": str(CID.parse(posted.spec_cid)),
-           "model_cid": str(CID.parse(posted.model_cid)), "timeline": events}
-    lines = [f"job {job_id}: {slot.state}", f"  client   {posted.client}", f"  payment  {posted.payment / TOKEN:g} HRT",
+    obj = {"job_id": job_id, "state": slot.state, "deadline": slot.deadline, "client": posted["client"],
+           "payment": posted["payment"] / TOKEN, "spec_cid": posted["spec_cid"], "model_cid": posted["model_cid"],
+           "timeline": events}
+    lines = [f"job {job_id}: {slot.state}", f"  client   {obj['client']}", f"  payment  {obj['payment']:g} HRT",
              f"  spec     {obj['spec_cid']}"]
     if slot.deadline:
         lines.append(f"  deadline {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(slot.deadline))} UTC")
@@ -160,17 +162,17 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
 @pass_ctx
 def job_list(c: Ctx, mine: bool, state: str | None, as_json: bool) -> None:
     """Jobs on this market."""
-    from hearth.chain.types import posted_from_event
+    from hearth.chain.types import posted_record
 
     m = c.market
     filt = {"client": c.account.address} if mine else {}
     rows = []
     for ev in m.logs("JobPosted", m.deploy_block, "latest", **filt):
-        p = posted_from_event(ev)
-        st = m.job(p.job_id).state
+        p = posted_record(ev)  # whatever its CID bytes: a job that is not a CID is listed too
+        st = m.job(p["job_id"]).state
         if state and st.lower() != state.lower():
             continue
-        rows.append({"job_id": p.job_id, "state": st, "client": p.client, "payment": p.payment / TOKEN})
+        rows.append({"job_id": p["job_id"], "state": st, "client": p["client"], "payment": p["payment"] / TOKEN})
     emit(rows, as_json, "\n".join(f"{r['job_id']:6}  {r['state']:10} {r['payment']:g} HRT  {r['client']}"
                                    for r in rows) or "no jobs")
 

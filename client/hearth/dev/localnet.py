@@ -128,9 +128,10 @@ class Localnet:
             if hasattr(self, attr):
                 stop_proc(getattr(self, attr))
 
-    def corrupt_block_of(self, cid: str) -> None:
+    def corrupt_block_of(self, cid: CID | str) -> None:
         """Flip a byte of a stored block of `cid` in the daemon's blockstore (tampering)."""
-        path = self.home / "ipfs" / "blocks" / CID.parse(cid).digest.hex()[:2] / CID.parse(cid).digest.hex()
+        digest = (cid if isinstance(cid, CID) else CID.parse(cid)).digest.hex()
+        path = self.home / "ipfs" / "blocks" / digest[:2] / digest
         raw = bytearray(path.read_bytes())
         raw[len(raw) // 2] ^= 0x01
         path.write_bytes(bytes(raw))
