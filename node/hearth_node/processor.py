@@ -171,9 +171,11 @@ class Processor:
         if self._stopping:
             return
         delay = delay or self.retry_first
-        if self.clock() + delay >= until:
+        now = self.clock()
+        if now >= until:
             self._end(job.job_id, end, f"deadline passed while retrying: {_first_line(e)}")
             return
+        delay = min(delay, until - now)  # a last try right at the deadline, never a give-up before it
         log.warning("job %d: %s; retrying in %.1fs", job.job_id, _first_line(e), delay)
         self._later.call(delay, lambda: again(min(delay * 2, RETRY_MAX)))
 

@@ -131,8 +131,16 @@ class Submitter:
         past the job's deadline); every new version is journaled before it is broadcast."""
         rec = self.journal.get(job_id)
         deadline: float | None = None
-        if rec is not None:
-            deadline = float(rec.posted["claim_deadline"]) if what == "claim" else rec.data.get("deadline")
+        if rec is not None and what == "claim":
+            deadline = float(rec.posted["claim_deadline"])
+        elif rec is not None:  # the completion deadline drives how hard a stuck complete is bumped
+            deadline = rec.data.get("deadline")
+            if deadline is None:
+                try:
+                    deadline = float(self.market.job(job_id).deadline)
+                    self.journal.note(job_id, deadline=deadline)
+                except ChainError:
+                    deadline = None  # unknown: bump at the normal pace
 
         def journal_version(v: Prepared) -> None:
             cur = self.journal.get(job_id)

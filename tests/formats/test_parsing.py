@@ -22,6 +22,7 @@ from hearth.formats.jobspec import (
     parse_result,
     parse_spec,
     result_body,
+    validate_params,
 )
 from hearth.formats.receipt import result_signer, sign_result
 from hearth.formats.safejson import MAX_DEPTH, nesting_depth
@@ -246,7 +247,7 @@ def test_results_with_a_duplicated_key() -> None:
     {"prompt": "Café ☕ \"quoted\" [brackets] {braces} \\ back\nslash \u2028 \U0001f34e"},
     {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                   {"role": "assistant", "content": ""}]},
-    {"prompt": "x", "params": Params(max_tokens=32_768, temperature=0.7, top_p=0.95, seed=2**32 - 1,
+    {"prompt": "x", "params": Params(max_tokens=32_768, temperature=0.7, top_p=0.95, seed=2**32 - 2,
                                      stop=("\n", "END", "]", "\\"))},
     {"prompt": "x", "params": Params(max_tokens=1, temperature=2, top_p=1, seed=0)},
 ])
@@ -282,3 +283,10 @@ def test_invalid_signature_values_are_a_spec_error() -> None:
     for sig in ("0x" + "ff" * 64 + "1b", "0x" + "00" * 64 + "1c"):
         with pytest.raises(SpecError, match="signature is invalid"):
             result_signer(Result({"output": "x"}, sig))
+
+
+def test_llama_cpp_random_seed_is_refused() -> None:
+    """2**32 - 1 makes llama.cpp draw a random seed: such a job could never be re-run to check it."""
+    with pytest.raises(SpecError, match="seed"):
+        validate_params(Params(seed=2**32 - 1))
+    assert validate_params(Params(seed=2**32 - 2)).seed == 2**32 - 2

@@ -108,8 +108,10 @@ def validate_params(p: Params) -> Params:
         raise SpecError(f"temperature must be 0..2, not {p.temperature}")
     if not (math.isfinite(p.top_p) and 0 < p.top_p <= 1):
         raise SpecError(f"top_p must be in (0, 1], not {p.top_p}")
-    if not 0 <= p.seed < 2**32:
-        raise SpecError(f"seed must be 0..2**32-1, not {p.seed}")
+    # 2**32 - 1 is llama.cpp's LLAMA_DEFAULT_SEED, "pick a random seed": a job with it could not
+    # be re-run to the same output, so no verification or dispute could ever settle it
+    if not 0 <= p.seed < 2**32 - 1:
+        raise SpecError(f"seed must be 0..2**32-2, not {p.seed}")
     if len(p.stop) > MAX_STOP or any(not s or len(s) > 64 for s in p.stop):
         raise SpecError(f"at most {MAX_STOP} stop strings of 1..64 characters")
     return p

@@ -322,10 +322,10 @@ def _walk(source: BlockSource, root: CID, max_size: int | None, timeout: float |
                 raise _bad(root, f"block {t.cid} holds {filesize} bytes, but its parent declares {t.size}")
             if kids:
                 if t.depth >= MAX_DEPTH:
-                    raise IPFSError(f"{root} is more than {MAX_DEPTH} levels deep")
+                    raise _bad(root, f"more than {MAX_DEPTH} levels deep")
                 committed += len(kids)
                 if committed > budget:
-                    raise IPFSError(f"{root} needs more than {budget} blocks for {total} bytes; refused")
+                    raise _bad(root, f"needs more than {budget} blocks for {total} bytes")
                 start = t.start + len(data)
                 todo = []
                 for cid, size in kids:
