@@ -406,15 +406,22 @@ class Processor:
             rec = self.journal.get(job.job_id)
             assert rec is not None
         if rec.step == "complete_signed":  # re-send those very bytes, then read the outcome
-            self.submitter.resend(job.job_id, "complete", rec)
+            usable = self.submitter.resend(job.job_id, "complete", rec)
             state = self.market.job(job.job_id).state
             if state in DONE:
                 self._end(job.job_id, "completed", f"on-chain state {state}")
-            elif state == "Claimed":
-                raise ChainError("complete transaction not mined yet")
-            else:
+                return
+            if state != "Claimed":
                 self._end(job.job_id, "expired", f"on-chain state {state}")
-            return
+                return
+            if usable:
+                raise ChainError("complete transaction not mined yet")
+            # its nonce went to another transaction: sign a new complete (simulation stops a
+            # second one if the first landed after all; only one can succeed on chain)
+            self.journal.advance(job.job_id, "uploaded", "complete's nonce taken by another transaction; re-signing")
+            self.sender.resync()
+            rec = self.journal.get(job.job_id)
+            assert rec is not None
         result_cid_bytes = CID.parse(rec.data["result_cid"]).to_bytes()
         terms = job.terms.with_provider(self.address)
         fn = self.market.fn("complete", job.job_id, terms.as_tuple(), result_cid_bytes, output_hash(r.output))

@@ -150,7 +150,10 @@ class Submitter:
 
         return self.sender.send(tx, deadline, on_signed=journal_version, previous=previous or [])
 
-    def resend(self, job_id: int, what: str, rec: JobRecord) -> None:
+    def resend(self, job_id: int, what: str, rec: JobRecord) -> bool:
+        """Re-send a journaled transaction (every signed version) until mined; False when its
+        nonce was taken by another transaction of this account (e.g. the operator's own, sent
+        with the same key while the node ran): those bytes can never land and must be re-signed."""
         nonce = int(rec.data[f"{what}_nonce"])
         versions = [Prepared(h, bytes.fromhex(raw), nonce) for h, raw in rec.data.get(f"{what}_versions", [])]
         if not versions:  # journals written before replacement existed hold one version
@@ -161,6 +164,8 @@ class Submitter:
                                       {f"{what}_gas": int(receipt["gasUsed"])})
         except (ChainError, IPFSError) as e:
             log.info("job %d: re-sending %s gave %s", job_id, what, e)
+            return "already used by another transaction" not in str(e)
+        return True
 
     def recover(self, start: Callable[[PostedJob], None]) -> None:
         """After a restart: settle each open job against the chain and hand those still ours

@@ -5,9 +5,11 @@ journal. Runs the processor against the stand-ins of test_admission.py."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hearth.errors import ChainError, IPFSError, VerificationError
@@ -53,6 +55,28 @@ def test_a_failed_broadcast_is_resent_with_the_same_bytes(node: Node, what: str)
     node.proc.on_posted(job)
     assert node.wait(1).step == "completed"
     assert node.chain.jobs[1]["state"] == "Completed" and len(node.chain.jobs[1]["txs"]) == 2  # one each
+
+
+def test_a_complete_whose_nonce_was_taken_is_signed_again(node: Node) -> None:
+    """The operator sent a transaction with the node's key: the journaled complete can never
+    land. Re-sending it forever would run into the deadline and lose the collateral."""
+    job = node.post(1)
+    dead: list[str] = []
+    broadcast = node.chain.broadcast
+
+    def taken_once(p: Any) -> None:  # the first complete's nonce is gone for good
+        if json.loads(p.raw)[0] == "complete" and (not dead or p.tx_hash == dead[0]):
+            dead.append(p.tx_hash)
+            raise ChainError(f"nonce {p.nonce} already used by another transaction")
+        broadcast(p)
+
+    node.chain.broadcast = taken_once  # type: ignore[method-assign]
+    node.proc.on_posted(job)
+    rec = node.wait(1)
+    assert rec.step == "completed", rec
+    assert node.chain.jobs[1]["state"] == "Completed" and len(set(dead)) == 1
+    steps = [t["step"] for t in node.journal.timeline(1)]
+    assert steps.count("complete_signed") == 2 and "uploaded" in steps[steps.index("complete_signed"):]
 
 
 @pytest.mark.parametrize(("error", "reason"), [
