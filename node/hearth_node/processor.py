@@ -206,7 +206,8 @@ class Processor:
         """Claim the job if it fits the node now; else wait for capacity (or skip it for good)."""
         now = self.clock()
         rec = self.journal.get(job.job_id)
-        if rec is None or rec.step != "seen":  # ended meanwhile (a reorg removed it, ...)
+        if rec is None or rec.step != "seen" or rec.posted.get("tx_hash") != job.tx_hash:
+            # ended meanwhile, or a reorg removed it (its id may name another job by now)
             return
         if p.why and job.claim_deadline <= now:
             self._end(job.job_id, "skipped", f"claim deadline passed while waiting ({p.why})")

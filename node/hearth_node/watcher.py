@@ -14,13 +14,14 @@ from typing import Any
 from hearth.chain.market import Market
 from hearth.chain.types import PostedJob, posted_from_event
 
-from hearth_node.journal import Journal
+from hearth_node.journal import TERMINAL, Journal
 
 log = logging.getLogger("hearth.node")
 
 WS_RETRY_FIRST, WS_RETRY_MAX = 0.5, 30.0  # reconnection backoff, seconds
 WS_PING = 20.0  # keepalive: a connection silent past ping + pong timeout is dropped and reopened
 WS_SUBSCRIBE_TIMEOUT = 10.0
+REWIND = 64  # blocks rescanned after a reorg below the cursor (no chain reorgs deeper in practice)
 
 
 def _why(e: BaseException) -> str:
@@ -181,7 +182,10 @@ class Watcher:
             a = b + 1
 
     def _check_reorg(self, cursor: int) -> int:
-        """If the cursor's block changed hash, rewind and drop jobs whose post vanished."""
+        """If the cursor's block changed hash, a reorg replaced blocks already scanned (deeper than
+        the confirmation depth): rewind REWIND blocks and rescan. Jobs journaled from the old
+        branch whose posting is gone are skipped, or forgotten when nothing was signed for them
+        and the new branch posted another job under the same id (so that one is seen)."""
         saved = self.journal.get_kv("cursor_hash")
         if saved is None or cursor < 0:
             return cursor
@@ -192,12 +196,20 @@ class Watcher:
         except Exception as e:
             if "not found" not in str(e).lower():
                 raise
-        rewind = max(self.market.deploy_block - 1, cursor - 64)
+        rewind = max(self.market.deploy_block - 1, cursor - REWIND)
         log.warning("reorg detected at block %d; rescanning from %d", cursor, rewind + 1)
-        live = {int(ev["args"]["jobId"]) for ev in self.market.logs("JobPosted", rewind + 1, "latest")}
-        for rec in self.journal.open_jobs():
-            if rec.posted["block_number"] > rewind and rec.job_id not in live and rec.step == "seen":
+        live = {int(ev["args"]["jobId"]): "0x" + bytes(ev["transactionHash"]).hex()
+                for ev in self.market.logs("JobPosted", rewind + 1, "latest")}
+        for rec in self.journal.jobs(limit=10_000):
+            if rec.posted["block_number"] <= rewind or live.get(rec.job_id) == rec.posted.get("tx_hash"):
+                continue
+            if rec.job_id in live and self.journal.forget_unclaimed(rec.job_id, rec.posted.get("tx_hash", "")):
+                log.warning("job %d: its posting was replaced by a reorg; it is read again", rec.job_id)
+            elif rec.step == "seen":
                 self.journal.advance(rec.job_id, "skipped", "its JobPosted log was removed by a reorg")
+            elif rec.step not in TERMINAL:
+                # its claim went with the old branch too: the submitter's on-chain checks end it
+                log.warning("job %d (step %s): its JobPosted log was removed by a reorg", rec.job_id, rec.step)
         self.journal.set_kv("cursor", str(rewind))
         self.journal.set_kv("cursor_hash", bytes(self.w3.eth.get_block(rewind)["hash"]).hex())
         return rewind

@@ -5,30 +5,16 @@ keep waking the poller, so jobs are still seen."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hearth.chain.types import PostedJob
-from hearth.dev.devnet import ensure_deployed, start_anvil
-from hearth.dev.procs import stop_proc
 from hearth_node.journal import Journal
 from hearth_node.watcher import Watcher
-from web3 import Web3
 
 from tests.chain.conftest import Chain
 from tests.wsproxy import WsProxy
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    proc, url = start_anvil()
-    try:
-        w3 = Web3(Web3.HTTPProvider(url))
-        d, _ = ensure_deployed(w3, path=tmp_path_factory.mktemp("deploy") / "devnet.json")
-        yield Chain(proc, url, w3, d)
-    finally:
-        stop_proc(proc)
 
 
 def _until(check: Callable[[], bool], what: str, timeout: float = 60, tick: Callable[[], None] = lambda: None) -> None:
