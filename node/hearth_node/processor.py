@@ -33,6 +33,7 @@ from hearth_node import guardian
 from hearth_node.admission import Ledger, Pending
 from hearth_node.journal import TERMINAL, Journal, posted_to_dict
 from hearth_node.modelstore import ModelStore
+from hearth_node.remotepin import Publisher
 from hearth_node.runner import PoolBusy, RunnerPool, RunResult, Unrunnable, engine_info
 from hearth_node.submitter import DONE, Later, Lost, Submitter, crash_point, is_transient
 from hearth_node.submitter import first_line as _first_line
@@ -85,6 +86,7 @@ class Processor:
         self.chain_id = chain_id
         self.clock = clock
         self.metrics = Metrics()
+        self.publisher: Publisher | None = None  # remote pins of specs and results, when configured
         # Fetches may be slow (hostile specs); admissions and claims get threads of their own.
         self._prepare = ThreadPoolExecutor(4, thread_name_prefix="prepare")
         self._claims = ThreadPoolExecutor(2, thread_name_prefix="claim")
@@ -404,6 +406,8 @@ class Processor:
             crash_point("uploaded")
             rec = self.journal.get(job.job_id)
             assert rec is not None
+        if rec.step == "uploaded" and self.publisher is not None:  # before complete: the result outlives us
+            self.publisher.publish(job, rec.data["result_cid"], self.submitter.deadline(job, self.clock()))
         if rec.step == "complete_signed":  # re-send those very bytes, then read the outcome
             self.submitter.resend(job.job_id, "complete", rec)
             state = self.market.job(job.job_id).state

@@ -80,7 +80,7 @@ def job_view(rec: JobRecord, timeline: list[dict[str, Any]] | None = None) -> di
     if "run" in data:
         view["result"] = {"output": data["run"]["output"], "finish_reason": data["run"]["finish_reason"],
                           "completion_tokens": data["run"]["completion_tokens"]}
-    for k in ("claim_tx", "complete_tx", "result_cid", "claim_gas", "complete_gas"):
+    for k in ("claim_tx", "complete_tx", "result_cid", "claim_gas", "complete_gas", "remote_pin"):
         if k in data:
             view[k] = data[k]
     if timeline is not None:
