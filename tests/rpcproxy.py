@@ -15,6 +15,7 @@ Faults, each off by default, drawn from a seeded generator (so a failing run can
   refused with Infura's "query returned more than N results".
 - `latency`: seconds added to every answer.
 - `lag_share`: that share of eth_blockNumber answers comes from a node `lag_blocks` behind.
+`raw_transactions` keeps every signed transaction forwarded (to count replacements).
 Thread-per-request (ThreadingHTTPServer); `stop()` shuts the server down from its own thread
 object, no process involved.
 """
@@ -63,6 +64,7 @@ class RpcProxy:
         self.lag_share = lag_share
         self.lag_blocks = lag_blocks
         self.counts: Counter[str] = Counter()
+        self.raw_transactions: list[str] = []  # every eth_sendRawTransaction forwarded, as sent
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.port = free_port()
@@ -123,6 +125,9 @@ class RpcProxy:
     def answer(self, req: dict[str, Any]) -> dict[str, Any]:
         """The (possibly faulty) answer to one JSON-RPC request."""
         method, params, rid = req.get("method"), req.get("params") or [], req.get("id")
+        if method == "eth_sendRawTransaction" and params:
+            with self._lock:
+                self.raw_transactions.append(str(params[0]))
         if method == "eth_getLogs" and params and "blockHash" not in params[0]:
             first, last = self._block(params[0].get("fromBlock")), self._block(params[0].get("toBlock"))
             span = last - first + 1

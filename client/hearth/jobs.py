@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
@@ -18,7 +18,9 @@ from hearth.errors import HearthError, UserError, VerificationError
 from hearth.formats.cid import CID
 from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
 from hearth.formats.receipt import result_signer
+from hearth.ipfs.fetch import FETCH_TIMEOUT, BlockSource
 from hearth.ipfs.kubo import KuboClient
+from hearth.ipfs.pinning import RemotePins, cat_any
 
 TOKEN = 10**18
 MAX_RESULT_BYTES = 1 << 20
@@ -43,6 +45,7 @@ class Posted:
     tx_hash: str
     gas_used: int
     claim_deadline: int
+    spec_pins: dict[str, str] = field(default_factory=dict)  # what each remote pin said of the spec
 
 
 def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: int) -> tuple[int, bytes, bytes]:
@@ -66,10 +69,11 @@ def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: i
 
 def post(
     market: Market, sender: Sender, acct: LocalAccount, ipfs: KuboClient, spec: JobSpec, payment: int,
-    claim_timeout: int, completion_window: int, provider: str = ZERO_ADDRESS,
+    claim_timeout: int, completion_window: int, provider: str = ZERO_ADDRESS, pins: RemotePins | None = None,
 ) -> Posted:
-    """Add the spec to IPFS and post the job, paying from the internal balance or, when it is
-    short, pulling the rest from the wallet with a permit in the same transaction."""
+    """Add the spec to IPFS (and ask `pins` to pin it remotely), and post the job, paying from the
+    internal balance or, when it is short, pulling the rest from the wallet with a permit in the
+    same transaction."""
     if payment <= 0:
         raise UserError("the payment must be positive")
     if claim_timeout <= 0 or completion_window <= 0:
@@ -85,6 +89,7 @@ def post(
                 hint="get tokens (on the devnet: hearth account faucet), then retry",
             )
     spec_cid = ipfs.add(spec.to_bytes(), pin=True)
+    spec_pins = pins.pin(ipfs, spec_cid, "hearth job spec") if pins is not None else {}
     now = chain_now(market)
     deadline = now + claim_timeout
     params = market.post_params(
@@ -95,7 +100,8 @@ def post(
         receipt = sender.transact(market.fn("postJobWithPermit", params, short, now + 3600, v, r, s))
     else:
         receipt = sender.transact(market.fn("postJob", params))
-    return Posted(market.job_posted_id(receipt), str(spec_cid), _hash(receipt), int(receipt["gasUsed"]), deadline)
+    return Posted(market.job_posted_id(receipt), str(spec_cid), _hash(receipt), int(receipt["gasUsed"]), deadline,
+                  spec_pins)
 
 
 def _hash(receipt: TxReceipt) -> str:
@@ -152,10 +158,13 @@ class VerifiedResult:
 
 
 def fetch_result(
-    market: Market, ipfs: KuboClient, job_id: int, history: list[tuple[str, Any]] | None = None
+    market: Market, ipfs: KuboClient, job_id: int, history: list[tuple[str, Any]] | None = None,
+    fallbacks: Sequence[BlockSource] = (),
 ) -> VerifiedResult:
     """Fetch a completed job's result and verify it against the chain. `history` is the job's
-    events when the caller already has them (one get_logs for the whole job otherwise)."""
+    events when the caller already has them (one get_logs for the whole job otherwise);
+    `fallbacks` are read when `ipfs` cannot deliver the result (remote pins: the provider's own
+    IPFS may be gone by now), every block verified whichever source answers."""
     history = history if history is not None else market.history(job_id)
     completed = [ev for name, ev in history if name == "JobCompleted"]
     posted_ev = [ev for name, ev in history if name == "JobPosted"]
@@ -165,7 +174,11 @@ def fetch_result(
     args = completed[-1]["args"]
     cid = CID.parse(bytes(args["resultCid"]))
     onchain_hash = bytes(args["outputHash"])
-    data = ipfs.cat(cid, max_size=MAX_RESULT_BYTES)  # every block verified against the CID
+    # every block verified against the CID, from the first source that delivers it
+    if fallbacks:
+        data = cat_any([ipfs, *fallbacks], cid, max_size=MAX_RESULT_BYTES, timeout=FETCH_TIMEOUT)
+    else:
+        data = ipfs.cat(cid, max_size=MAX_RESULT_BYTES)
     result = parse_result(data)
     if output_hash(result.output) != onchain_hash:
         raise VerificationError(

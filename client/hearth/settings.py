@@ -7,6 +7,7 @@ package data (`hearth/artifacts/`), so an installed wheel finds them too."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from hearth.errors import ToolchainError
@@ -59,6 +60,34 @@ def npm_binary(package: str, name: str) -> Path:
     if not path.exists():
         raise ToolchainError(f"{name} not found at {path}", hint="run scripts/setup (it runs npm ci)")
     return path
+
+
+@dataclass(frozen=True)
+class PinSettings:
+    """Remote pinning for a client or node (hearth.ipfs.pinning), from HEARTH_PIN_* variables:
+    a pinning service (IPFS Pinning Service API endpoint and its bearer token), the gateway its
+    pins are read back from (default: the service's own URL, as with `hearth ipfs daemon
+    --serve-pins`), a second Kubo RPC API to copy to (and its token), and the origin the service
+    fetches from (a gateway URL or an HTTP multiaddr where this machine's IPFS can be reached)."""
+
+    service_url: str | None = None
+    service_token: str | None = None
+    gateway: str | None = None
+    kubo_api: str | None = None
+    kubo_token: str | None = None
+    origin: str | None = None
+
+
+def pin_settings(**flags: str | None) -> PinSettings:
+    """PinSettings from HEARTH_PIN_SERVICE_URL, _SERVICE_TOKEN, _GATEWAY, _KUBO_API, _KUBO_TOKEN and
+    _ORIGIN, each overridden by a flag given (not None)."""
+    names = ("service_url", "service_token", "gateway", "kubo_api", "kubo_token", "origin")
+    return PinSettings(**{n: flags.get(n) or env(f"HEARTH_PIN_{n.upper()}") for n in names})
+
+
+def pin_service_tokens() -> frozenset[str]:
+    """Tokens `hearth ipfs daemon --serve-pins` accepts (HEARTH_IPFS_PIN_TOKENS, comma-separated)."""
+    return frozenset(t.strip() for t in (env("HEARTH_IPFS_PIN_TOKENS") or "").split(",") if t.strip())
 
 
 def api_key() -> str | None:

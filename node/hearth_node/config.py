@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.settings import DEFAULT_IPFS_API, data_dir
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
@@ -49,6 +49,19 @@ class NodeSettings(BaseSettings):
     admission_margin_seconds: float = Field(
         3.0, ge=0, le=3600, description="seconds kept free before a deadline (claim and complete transactions)"
     )
+    pin_service_url: str | None = Field(
+        None, description="IPFS Pinning Service API endpoint that keeps specs and results when this node is offline")
+    pin_service_token: SecretStr | None = Field(None, description="bearer token of the pinning service")
+    pin_gateway: str | None = Field(
+        None, description="gateway serving what the pinning service holds; default: the service's own URL")
+    pin_kubo_api: str | None = Field(
+        None, description="a second Kubo RPC API that specs and results are copied to and pinned on")
+    pin_kubo_token: SecretStr | None = Field(None, description="bearer token of that Kubo RPC API, if it wants one")
+    pin_origin: str | None = Field(None, description="where the pinning service can fetch from this node's IPFS: a "
+                                   "gateway URL or /dns4/HOST/tcp/PORT/http; none: it looks on the IPFS network")
+    pin_wait_seconds: float = Field(
+        30.0, ge=0, le=600, description="how long delivery waits for the result's remote pin before completing on "
+                                        "chain (never past the completion deadline less the admission margin)")
     data_dir: Path = Field(default_factory=lambda: data_dir() / "node", description="journal, model cache")
     api_host: str = Field("127.0.0.1", description="HTTP API bind address (localhost by default)")
     api_port: int = Field(8700, ge=0, le=65535, description="HTTP API port (0: pick a free one)")

@@ -152,6 +152,19 @@ class Journal:
                 self._db.execute("UPDATE jobs SET data=? WHERE job_id=?", (json.dumps(merged), job_id))
             self._db.execute("COMMIT")
 
+    def forget_unclaimed(self, job_id: int, tx_hash: str) -> bool:
+        """Drop the record of a job posted by `tx_hash` if nothing was signed for it (step seen or
+        skipped): a reorg replaced that posting, and the id may now name another job. True if dropped."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT step, posted FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            gone = bool(row) and row[0] in ("seen", "skipped") and json.loads(row[1]).get("tx_hash") == tx_hash
+            if gone:
+                self._db.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
+                self._db.execute("DELETE FROM timeline WHERE job_id=?", (job_id,))
+            self._db.execute("COMMIT")
+            return gone
+
     def get(self, job_id: int) -> JobRecord | None:
         """One job's record."""
         with self._lock:

@@ -33,6 +33,7 @@ from hearth_node import guardian
 from hearth_node.admission import Ledger, Pending
 from hearth_node.journal import TERMINAL, Journal, posted_to_dict
 from hearth_node.modelstore import ModelStore
+from hearth_node.remotepin import Publisher
 from hearth_node.runner import PoolBusy, RunnerPool, RunResult, Unrunnable, engine_info
 from hearth_node.submitter import DONE, Later, Lost, Submitter, crash_point, is_transient
 from hearth_node.submitter import first_line as _first_line
@@ -85,6 +86,7 @@ class Processor:
         self.chain_id = chain_id
         self.clock = clock
         self.metrics = Metrics()
+        self.publisher: Publisher | None = None  # remote pins of specs and results, when configured
         # Fetches may be slow (hostile specs); admissions and claims get threads of their own.
         self._prepare = ThreadPoolExecutor(4, thread_name_prefix="prepare")
         self._claims = ThreadPoolExecutor(2, thread_name_prefix="claim")
@@ -208,7 +210,8 @@ class Processor:
         """Claim the job if it fits the node now; else wait for capacity (or skip it for good)."""
         now = self.clock()
         rec = self.journal.get(job.job_id)
-        if rec is None or rec.step != "seen":  # ended meanwhile (a reorg removed it, ...)
+        if rec is None or rec.step != "seen" or rec.posted.get("tx_hash") != job.tx_hash:
+            # ended meanwhile, or a reorg removed it (its id may name another job by now)
             return
         if p.why and job.claim_deadline <= now:
             self._end(job.job_id, "skipped", f"claim deadline passed while waiting ({p.why})")
@@ -405,6 +408,8 @@ class Processor:
             crash_point("uploaded")
             rec = self.journal.get(job.job_id)
             assert rec is not None
+        if rec.step == "uploaded" and self.publisher is not None:  # before complete: the result outlives us
+            self.publisher.publish(job, rec.data["result_cid"], self.submitter.deadline(job, self.clock()))
         if rec.step == "complete_signed":  # re-send those very bytes, then read the outcome
             usable = self.submitter.resend(job.job_id, "complete", rec)
             state = self.market.job(job.job_id).state

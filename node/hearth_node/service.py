@@ -18,6 +18,7 @@ from hearth.errors import ConfigError
 from hearth.formats.cid import CID
 from hearth.formats.units import TOKEN
 from hearth.ipfs.kubo import KuboClient
+from hearth.ipfs.pinning import RemotePins
 from hearth.models import resolve
 
 from hearth_node import guardian
@@ -26,6 +27,7 @@ from hearth_node.config import NodeSettings
 from hearth_node.journal import Journal
 from hearth_node.modelstore import ModelStore
 from hearth_node.processor import Processor
+from hearth_node.remotepin import Publisher
 from hearth_node.runner import RunnerPool
 from hearth_node.watcher import Watcher
 
@@ -88,6 +90,12 @@ class NodeService:
             RunnerPool(s.model_memory_budget, s.n_ctx, s.n_threads, s.n_gpu_layers),
             policy, model_shas, d.chain_id,
         )
+        pins = RemotePins.from_config(
+            s.pin_service_url, s.pin_service_token.get_secret_value() if s.pin_service_token else None, s.pin_gateway,
+            s.pin_kubo_api, s.pin_kubo_token.get_secret_value() if s.pin_kubo_token else None, s.pin_origin)
+        if pins is not None:
+            self.processor.publisher = Publisher(pins, self.ipfs, self.journal, s.pin_wait_seconds,
+                                                 s.admission_margin_seconds)
         self.watcher = Watcher(self.market, self.journal, self.processor.on_posted, s.confirmations, s.poll_interval,
                                s.log_range, ws, on_rpc_error=self.processor.metrics.count_rpc_error)
         self._server: uvicorn.Server | None = None
@@ -151,6 +159,8 @@ class NodeService:
         self.watcher.stop()
         self.processor.stop()
         self.processor.runners.close(timeout=10)  # a job still decoding keeps its model until it ends
+        if self.processor.publisher is not None:
+            self.processor.publisher.close()
         self.ipfs.close()
         self.journal.close()
 

@@ -51,6 +51,10 @@ def status(svc: NodeService) -> dict[str, Any]:
     out: dict[str, Any] = {
         "address": addr, "chain_id": svc.deployment.chain_id, "market": svc.market.address,
         "rpc_ok": svc.watcher.rpc_ok,
+        "websocket": {"live": bool(_attr(svc, "watcher", "ws_live")),
+                      "connects": int(_attr(svc, "watcher", "ws_connects") or 0),
+                      "drops": int(_attr(svc, "watcher", "ws_drops") or 0),
+                      "pushes": int(_attr(svc, "watcher", "ws_pushes") or 0)},
         "models_served": [{"name": m.name, "cid": m.cid} for m in svc.model_refs],
         **live(svc),
         "cursor_block": int(svc.journal.get_kv("cursor") or -1),
@@ -75,7 +79,7 @@ def job_view(rec: JobRecord, timeline: list[dict[str, Any]] | None = None) -> di
     if "run" in data:
         view["result"] = {"output": data["run"]["output"], "finish_reason": data["run"]["finish_reason"],
                           "completion_tokens": data["run"]["completion_tokens"]}
-    for k in ("claim_tx", "complete_tx", "result_cid", "claim_gas", "complete_gas"):
+    for k in ("claim_tx", "complete_tx", "result_cid", "claim_gas", "complete_gas", "remote_pin"):
         if k in data:
             view[k] = data[k]
     if timeline is not None:
@@ -96,6 +100,10 @@ def prometheus(svc: NodeService) -> str:
         ("hearth_errors_total", "counter", "Job errors.", m.errors),
         ("hearth_rpc_errors_total", "counter", "RPC errors while watching.", m.rpc_errors),
         ("hearth_inference_seconds_total", "counter", "Time spent in inference.", m.inference_seconds),
+        ("hearth_ws_connects_total", "counter", "WebSocket new-block subscriptions opened.",
+         int(_attr(svc, "watcher", "ws_connects") or 0)),
+        ("hearth_ws_drops_total", "counter", "WebSocket subscriptions dropped.", int(_attr(svc, "watcher", "ws_drops") or 0)),
+        ("hearth_ws_pushes_total", "counter", "New-block pushes received.", int(_attr(svc, "watcher", "ws_pushes") or 0)),
     ):
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value}"]
     return "\n".join(lines) + "\n"

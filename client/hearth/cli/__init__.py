@@ -29,14 +29,22 @@ from hearth.settings import DEFAULT_IPFS_API
               help="encrypted keystore file; password from HEARTH_PASSWORD or a prompt")
 @click.option("--account", "account_index", type=click.IntRange(0, 9),
               help="devnet only: dev account index (default 2 for clients)")
+@click.option("--pin-service", metavar="URL", help="IPFS Pinning Service API endpoint to pin job specs on (token: "
+              "HEARTH_PIN_SERVICE_TOKEN) and read results back from [env HEARTH_PIN_SERVICE_URL]")
+@click.option("--pin-gateway", metavar="URL", help="gateway serving what the pinning service holds (default: the "
+              "service's URL) [env HEARTH_PIN_GATEWAY]")
+@click.option("--pin-kubo-api", metavar="URL", help="a second Kubo RPC API to copy specs to and read results back "
+              "from [env HEARTH_PIN_KUBO_API]")
 @click.option("-v", "--verbose", is_flag=True, help="log more")
 @click.version_option(package_name="hearth")
 @click.pass_context
 def cli(ctx: click.Context, network: str, rpc_url: str | None, ipfs_api: str, keystore: Path | None,
-        account_index: int | None, verbose: bool) -> None:
+        account_index: int | None, pin_service: str | None, pin_gateway: str | None, pin_kubo_api: str | None,
+        verbose: bool) -> None:
     """Hearth: a decentralized market for AI inference."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = Ctx(network, rpc_url, ipfs_api, keystore, account_index)
+    ctx.obj = Ctx(network, rpc_url, ipfs_api, keystore, account_index,
+                  pin_flags={"service_url": pin_service, "gateway": pin_gateway, "kubo_api": pin_kubo_api})
 
 
 

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
     from hearth.chain.market import Market
     from hearth.chain.sender import Sender
+    from hearth.ipfs.fetch import BlockSource
     from hearth.ipfs.kubo import KuboClient
+    from hearth.ipfs.pinning import RemotePins
 
 CLIENT_DEV_ACCOUNT = 2  # dev account 0 deploys, 1 is the default provider, 2 the default client
 PROVIDER_DEV_ACCOUNT = 1
@@ -68,6 +70,8 @@ class Ctx:
     _sender: Sender | None = None
     _ipfs: KuboClient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    pin_flags: dict[str, str | None] = field(default_factory=dict)
+    _pins: RemotePins | None | bool = False  # False: not built yet
 
     @property
     def w3(self) -> Web3:
@@ -124,6 +128,23 @@ class Ctx:
         if self._ipfs is None:
             self._ipfs = KuboClient(self.ipfs_api)
         return self._ipfs
+
+    @property
+    def pins(self) -> RemotePins | None:
+        """The remote pins configured (flags, then HEARTH_PIN_* variables), or None."""
+        from hearth.ipfs.pinning import RemotePins
+        from hearth.settings import pin_settings
+
+        if self._pins is False:
+            p = pin_settings(**self.pin_flags)
+            self._pins = RemotePins.from_config(p.service_url, p.service_token, p.gateway, p.kubo_api, p.kubo_token,
+                                                p.origin)
+        return self._pins if isinstance(self._pins, RemotePins) else None
+
+    @property
+    def fallbacks(self) -> list[BlockSource]:
+        """Where content is read from when the local IPFS lacks it: the remote pins."""
+        return self.pins.readers() if self.pins is not None else []
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

@@ -37,16 +37,22 @@ def _size(_: click.Context, __: click.Parameter, value: str | None) -> int | Non
 @click.option("--max-add", callback=_size, help="largest file one add takes (default: 16G)")
 @click.option("--allow-origin", multiple=True, help="a browser origin (scheme://host:port) the RPC API also answers; "
               "by default only its own")
+@click.option("--serve-pins", is_flag=True, help="also serve the IPFS Pinning Service API at /pins to holders of a "
+              "token in HEARTH_IPFS_PIN_TOKENS (comma-separated): a remote pin for your specs and results")
 def ipfs_daemon(data: Path | None, port: int, host: str, quota: int | None, max_add: int | None,
-                allow_origin: tuple[str, ...]) -> None:
+                allow_origin: tuple[str, ...], serve_pins: bool) -> None:
     """Serve the Kubo RPC subset and trustless gateway paths from an on-disk blockstore."""
+    from hearth.errors import ConfigError
     from hearth.ipfs.daemon import DEFAULT_MAX_ADD, serve
-    from hearth.settings import data_dir
+    from hearth.settings import data_dir, pin_service_tokens
 
     data = data or data_dir() / "ipfs"
-    click.echo(f"embedded IPFS daemon: API http://{host}:{port}/api/v0, gateway http://{host}:{port}/ipfs/, data {data}",
-               err=True)
-    serve(data, host, port, quota, DEFAULT_MAX_ADD if max_add is None else max_add, allow_origin)
+    tokens = pin_service_tokens() if serve_pins else frozenset()
+    if serve_pins and not tokens:
+        raise ConfigError("--serve-pins needs access tokens", hint="set HEARTH_IPFS_PIN_TOKENS=token1,token2")
+    click.echo(f"embedded IPFS daemon: API http://{host}:{port}/api/v0, gateway http://{host}:{port}/ipfs/, data {data}"
+               + (f", pinning service http://{host}:{port}/pins" if tokens else ""), err=True)
+    serve(data, host, port, quota, DEFAULT_MAX_ADD if max_add is None else max_add, allow_origin, tokens)
 
 
 @ipfs_group.command("add")

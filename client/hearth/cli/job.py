@@ -81,9 +81,15 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     spec = make_spec(ref.cid, ref.sha256, prompt, msgs, Params(max_tokens, temperature, top_p, seed, stop))
     wei = parse_amount(payment)
     posted = jobs.post(c.market, c.sender, c.account, c.ipfs, spec, wei, parse_duration(claim_timeout),
-                       parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS)
+                       parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
+                       pins=c.pins)
     out: dict[str, Any] = {"job_id": posted.job_id, "spec_cid": posted.spec_cid, "post_tx": posted.tx_hash,
                            "post_gas": posted.gas_used}
+    if posted.spec_pins:
+        out["spec_pins"] = posted.spec_pins
+        failed = {k: v for k, v in posted.spec_pins.items() if v.startswith("failed")}
+        if failed and not as_json:
+            click.echo(f"warning: remote pin of the spec {failed}", err=True)
     if not as_json:
         click.echo(f"job {posted.job_id} posted (tx {posted.tx_hash}, {posted.gas_used} gas), "
                    f"{wei / TOKEN:g} HRT locked; spec {posted.spec_cid}", err=True)
@@ -112,7 +118,7 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     states = [t["state"] for t in timeline]
     if "Completed" not in states:
         fail(f"job {posted.job_id} ended as {states[-1] if states else 'unknown'} without a result")
-    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history)
+    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks)
     out.update(_result_json(vr), timeline=timeline)
     out["transactions"] = {n.removeprefix("Job").lower(): tx_hash(e) for n, e in history}
     emit(out, as_json, vr.result.output)
@@ -182,10 +188,11 @@ def job_list(c: Ctx, mine: bool, state: str | None, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_result(c: Ctx, job_id: int, as_json: bool) -> None:
-    """Fetch and verify a job's result; prints the output."""
+    """Fetch and verify a job's result; prints the output. Read from --ipfs-api, else from the
+    remote pins configured (--pin-service / --pin-kubo-api), verified either way."""
     from hearth import jobs
 
-    vr = jobs.fetch_result(c.market, c.ipfs, job_id)
+    vr = jobs.fetch_result(c.market, c.ipfs, job_id, fallbacks=c.fallbacks)
     emit(_result_json(vr), as_json, vr.result.output)
 
 

@@ -134,6 +134,11 @@ class Blockstore:
         with self._pin_lock:
             (self.root / "pins" / str(cid)).touch()
 
+    def unpin(self, cid: CID) -> None:
+        """Drop a pin record (the blocks stay until removed otherwise)."""
+        with self._pin_lock:
+            (self.root / "pins" / str(cid)).unlink(missing_ok=True)
+
     def pins(self) -> list[str]:
         """Pinned CIDs."""
         return sorted(p.name for p in (self.root / "pins").iterdir())
@@ -191,11 +196,12 @@ class _Guard:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        # the Pinning Service API (/pins) is guarded by its token, not by origin; its bodies are bounded too
+        if scope["type"] != "http" or not scope["path"].startswith(("/api/", "/pins")):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        why = self._refusal(headers)
+        why = self._refusal(headers) if scope["path"].startswith("/api/") else None
         if why is not None:
             await _err(why, 403)(scope, receive, send)
             return
@@ -222,9 +228,11 @@ class _Guard:
 
 
 def create_app(data_dir: Path, host: str = "127.0.0.1", port: int = 5001, quota: int | None = None,
-               max_add: int = DEFAULT_MAX_ADD, allow_origins: tuple[str, ...] = ()) -> FastAPI:
+               max_add: int = DEFAULT_MAX_ADD, allow_origins: tuple[str, ...] = (),
+               pin_tokens: frozenset[str] = frozenset()) -> FastAPI:
     """The daemon's app over a blockstore in `data_dir`; `host` and `port` are where it is served
-    (its own origin), `allow_origins` further browser origins its RPC API answers."""
+    (its own origin), `allow_origins` further browser origins its RPC API answers; with
+    `pin_tokens`, it also serves the IPFS Pinning Service API to their holders (hearth.ipfs.pinsvc)."""
     app = FastAPI(title="Hearth embedded IPFS daemon", version=__version__)
     store = Blockstore(data_dir, quota)
     app.state.store = store
@@ -369,15 +377,21 @@ def create_app(data_dir: Path, host: str = "127.0.0.1", port: int = 5001, quota:
             return StreamingResponse(_car_stream(cid), media_type="application/vnd.ipld.car; version=1; order=dfs; dups=y")
         return StreamingResponse(_file_stream(cid), media_type="application/octet-stream")
 
+    if pin_tokens:
+        from hearth.ipfs.pinsvc import add_pin_service
+
+        ip = "ip6" if ":" in host else "ip4"
+        add_pin_service(app, store, pin_tokens, f"/{ip}/{host}/tcp/{port}/http", max_add)
     return app
 
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 5001, quota: int | None = None,
-          max_add: int = DEFAULT_MAX_ADD, allow_origins: tuple[str, ...] = ()) -> None:
+          max_add: int = DEFAULT_MAX_ADD, allow_origins: tuple[str, ...] = (), pin_tokens: frozenset[str] = frozenset()) -> None:
     """Run the daemon in the foreground until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(data_dir, host, port, quota, max_add, allow_origins), host=host, port=port, log_level="warning")
+    app = create_app(data_dir, host, port, quota, max_add, allow_origins, pin_tokens)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def main() -> None:

@@ -31,6 +31,12 @@ class GatewayClient:
         """Close the connection pool."""
         self._http.close()
 
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @contextmanager
     def _get(self, cid: CID, fmt: str, timeout: float | None = None) -> Iterator[httpx.Response]:
         """The response, its body read as it arrives (the caller bounds how much)."""

@@ -31,10 +31,13 @@ def _kubo_error(resp: httpx.Response) -> str:
 class KuboClient:
     """The subset of Kubo's RPC API Hearth uses, over httpx; every call is a POST."""
 
-    def __init__(self, api_url: str = DEFAULT_IPFS_API, timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
+    def __init__(self, api_url: str = DEFAULT_IPFS_API, timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
+                 token: str | None = None):
+        """`token`: sent as a bearer token (Kubo's API.Authorizations), for a remote RPC API."""
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.api_url + "/api/v0", timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.api_url + "/api/v0", timeout=timeout, transport=transport, headers=headers)
 
     def close(self) -> None:
         """Close the connection pool."""
