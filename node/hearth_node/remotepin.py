@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 
 from hearth.chain.types import PostedJob
-from hearth.formats.cid import CID
 from hearth.ipfs.kubo import KuboClient
 from hearth.ipfs.pinning import RemotePins
 
@@ -39,7 +38,7 @@ class Publisher:
             return done
         wait = max(0.0, min(self.wait_seconds, deadline - self.clock() - self.margin_seconds))
         meta = {"hearth.job": str(job.job_id)}
-        spec = str(CID.parse(job.spec_cid))
+        spec = str(job.spec_cid)  # parsed where the event entered
         out = {
             "spec": self.pins.pin(self.ipfs, spec, f"hearth job {job.job_id} spec", meta=meta),
             "result": self.pins.pin(self.ipfs, result_cid, f"hearth job {job.job_id} result", wait=wait, meta=meta),
