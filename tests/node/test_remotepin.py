@@ -28,8 +28,8 @@ class FakePins:
 
 
 def _job() -> PostedJob:
-    return PostedJob(job_id=7, client=ZERO_ADDRESS, provider=ZERO_ADDRESS, model_key=b"k" * 32, model_cid=b"m",
-                     spec_cid=SPEC.to_bytes(), payment=1, claim_deadline=0, completion_window=60, fee_bps=0,
+    return PostedJob(job_id=7, client=ZERO_ADDRESS, provider=ZERO_ADDRESS, model_key=b"k" * 32, model_cid=RESULT,
+                     spec_cid=SPEC, payment=1, claim_deadline=0, completion_window=60, fee_bps=0,
                      block_number=1, tx_hash="0x", fee_recipient=ZERO_ADDRESS, salt=0)
 
 

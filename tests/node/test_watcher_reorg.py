@@ -69,7 +69,7 @@ def test_confirmations_at_least_the_depth_never_see_the_replaced_job(
         rpc(chain.w3, "evm_mine")
         w.poll_once()
     assert [j.tx_hash for j in seen] == [new], "only the posting of the surviving branch"
-    assert seen[0].spec_cid == OTHER_SPEC and old != new
+    assert seen[0].spec_cid.to_bytes() == OTHER_SPEC and old != new
     assert "reorg detected" not in caplog.text, "the reorg stayed above the cursor"
     journal.close()
 
