@@ -34,6 +34,8 @@ from typing import Any
 
 from hearth.dev.procs import free_port
 
+from tests.served import Served
+
 RANGE_ERRORS = (
     (-32602, "range {span} exceeds limit of {limit}"),  # Infura
     (-32600, "You can make eth_getLogs requests with up to a {limit} block range. Based on your parameters, "
@@ -43,7 +45,7 @@ RANGE_ERRORS = (
 )
 
 
-class RpcProxy:
+class RpcProxy(Served):
     """An HTTP JSON-RPC proxy in front of `upstream` that injects faults (module docstring)."""
 
     def __init__(
@@ -73,30 +75,13 @@ class RpcProxy:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="rpcproxy", daemon=True)
 
-    def start(self) -> RpcProxy:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Stop serving and release the port."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
 
-    def __enter__(self) -> RpcProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # ---- what the handler asks
-    def count(self, key: str) -> int:
-        """Count one `key` event; returns the new count (handler threads run at once)."""
-        with self._lock:
-            self.counts[key] += 1
-            return self.counts[key]
-
     def _draw(self, share: float) -> bool:
         with self._lock:
             return share > 0 and self._rng.random() < share

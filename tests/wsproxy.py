@@ -35,8 +35,10 @@ from websockets.http11 import Request, Response
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection, serve
 
+from tests.served import Served
 
-class WsProxy:
+
+class WsProxy(Served):
     """A WebSocket relay in front of `upstream` that drops its connections (module docstring)."""
 
     def __init__(self, upstream: str, *, drop_every: float | None = None, mode: str = "close",
@@ -57,27 +59,11 @@ class WsProxy:
                                      compression=None, ping_interval=None)
         self._thread = threading.Thread(target=self._server.serve_forever, name="wsproxy", daemon=True)
 
-    def start(self) -> WsProxy:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Stop serving; open connections are closed."""
         self._stop.set()
         self._server.shutdown()
         self._thread.join(timeout=10)
-
-    def __enter__(self) -> WsProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def count(self, key: str) -> int:
-        with self._lock:
-            self.counts[key] += 1
-            return self.counts[key]
 
     def _admit(self, conn: ServerConnection, request: Request) -> Response | None:
         with self._lock:

@@ -103,17 +103,12 @@ class CarReader:
 
 def _peek_varint(data: bytes) -> tuple[int, int] | None:
     """(value, its length) of the varint `data` starts with, or None if it is not all there yet."""
-    value = shift = pos = 0
-    while pos < len(data):
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
+    end = next((i for i, b in enumerate(data[:10]) if not b & 0x80), None)
+    if end is None:  # no last byte yet: more may come, unless 10 bytes (over 64 bits) already did
+        if len(data) >= 10:
             raise InvalidCID("malformed varint in CAR stream")
-    return None
+        return None
+    return read_varint(data, 0)
 
 
 def write_car(root: CID, blocks: Iterator[tuple[CID, bytes]]) -> Iterator[bytes]:
