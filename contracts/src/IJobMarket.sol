@@ -169,6 +169,13 @@ interface IJobMarket {
     event DisputeBondReleased(uint256 indexed jobId, address indexed to, uint256 bond, bool lapsed);
     /// @notice The protocol fee changed (applies to jobs posted from now on).
     event FeeSet(uint256 feeBps, address recipient);
+    /// @notice `account` published X25519 public key `key` for private jobs; `version` counts
+    ///         its keys (1 for the first), so a reader knows which of its secrets opens a seal.
+    event EncryptionKeySet(address indexed account, uint32 version, bytes32 key);
+    /// @notice `from` handed job `jobId`'s key, sealed to `to`'s encryption key (an auditor, the
+    ///         arbiter). The market checks nothing: the reader accepts it only from the job's
+    ///         client or provider, and the key's commitment in the job's envelope proves it.
+    event JobKeyShared(uint256 indexed jobId, address indexed from, address indexed to, bytes sealedKey);
 
     // ---------------------------------------------------------------- errors
 
@@ -225,6 +232,8 @@ interface IJobMarket {
     /// @notice Too little gas left to give the arbiter its full ARBITER_GAS: send the dispute
     ///         with a higher gas limit.
     error InsufficientGasForArbiter(uint256 gasLeft, uint256 needed);
+    /// @notice An encryption key of zero (no X25519 public key is all zeros in practice).
+    error InvalidEncryptionKey();
 
     // ---------------------------------------------------------------- balances
 
@@ -312,4 +321,16 @@ interface IJobMarket {
     /// @notice Owner: set the protocol fee and its recipient for jobs posted from now on (the fee
     ///         is capped by MAX_FEE_BPS; the recipient is neither zero nor the market).
     function setFee(uint16 feeBps, address recipient) external;
+
+    // ---------------------------------------------------------------- private jobs
+
+    /// @notice Publish the caller's X25519 public key for private jobs (any account), replacing
+    ///         its previous one and incrementing its version.
+    function setEncryptionKey(bytes32 key) external;
+
+    /// @notice The current encryption key of `account` and its version (0 and 0: none yet).
+    function encryptionKey(address account) external view returns (bytes32 key, uint32 version);
+
+    /// @notice Emit JobKeyShared: the caller hands job `jobId`'s key, sealed to `to`. No state.
+    function shareJobKey(uint256 jobId, address to, bytes calldata sealedKey) external;
 }

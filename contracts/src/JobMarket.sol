@@ -81,6 +81,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     mapping(address provider => mapping(bytes32 modelKey => uint32 registration)) private _serves;
     mapping(address provider => ProviderRecord) private _providers;
 
+    /// @dev An account's current X25519 public key for private jobs and how many it has set.
+    struct EncryptionKey {
+        bytes32 key;
+        uint32 version;
+    }
+
+    mapping(address account => EncryptionKey) private _encryptionKeys;
+
     /// @param token_ the payment token
     /// @param arbiter_ the dispute arbiter (a contract implementing IArbiter, or an account)
     /// @param cfg the market's parameters (see IJobMarket.Config)
@@ -405,6 +413,30 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         feeBps = newFeeBps;
         feeRecipient = recipient;
         emit FeeSet(newFeeBps, recipient);
+    }
+
+    // ---------------------------------------------------------------- private jobs
+
+    /// @inheritdoc IJobMarket
+    function setEncryptionKey(bytes32 key) external {
+        if (key == bytes32(0)) revert InvalidEncryptionKey();
+        EncryptionKey storage k = _encryptionKeys[msg.sender];
+        // a uint32 of versions: 4 billion rotations, each a transaction paid by the caller
+        uint32 version = k.version + 1;
+        k.key = key;
+        k.version = version;
+        emit EncryptionKeySet(msg.sender, version, key);
+    }
+
+    /// @inheritdoc IJobMarket
+    function encryptionKey(address account) external view returns (bytes32 key, uint32 version) {
+        EncryptionKey storage k = _encryptionKeys[account];
+        return (k.key, k.version);
+    }
+
+    /// @inheritdoc IJobMarket
+    function shareJobKey(uint256 jobId, address to, bytes calldata sealedKey) external {
+        emit JobKeyShared(jobId, msg.sender, to, sealedKey);
     }
 
     // ---------------------------------------------------------------- internals

@@ -37,7 +37,6 @@ def connect(rpc_url: str, timeout: float = 10.0, retry_budget: float = 60.0) -> 
     return w3
 
 
-
 class Market:
     """Typed wrapper over JobMarket (and its token). Reads are free; writes go through `sender`."""
 
@@ -104,6 +103,12 @@ class Market:
     def dispute_window(self) -> int:
         """Seconds to dispute after completion."""
         return int(self.call(self.contract.functions.disputeWindow()))
+
+    def encryption_key(self, address: str) -> tuple[bytes, int]:
+        """The X25519 public key `address` published for private jobs and its version ((0 * 32,
+        0) when it has published none)."""
+        key, version = self.call(self.contract.functions.encryptionKey(to_checksum_address(address)))
+        return bytes(key), int(version)
 
     # ---- events
     def head_number(self) -> int:
