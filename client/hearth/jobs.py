@@ -15,12 +15,14 @@ from hearth.chain.market import Market
 from hearth.chain.sender import Sender
 from hearth.chain.types import ZERO_ADDRESS, posted_from_event
 from hearth.errors import HearthError, UserError, VerificationError
+from hearth.formats import sealed
 from hearth.formats.cid import CID
-from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
+from hearth.formats.jobspec import JobSpec, Result, parse_result
 from hearth.formats.receipt import result_signer
 from hearth.ipfs.fetch import FETCH_TIMEOUT, BlockSource
 from hearth.ipfs.kubo import KuboClient
 from hearth.ipfs.pinning import RemotePins, cat_any
+from hearth.privacy import job_key, providers_for, seal_spec
 
 TOKEN = 10**18
 MAX_RESULT_BYTES = 1 << 20
@@ -46,6 +48,7 @@ class Posted:
     gas_used: int
     claim_deadline: int
     spec_pins: dict[str, str] = field(default_factory=dict)  # what each remote pin said of the spec
+    readers: tuple[str, ...] = ()  # a private job: who its key is sealed to (the client included)
 
 
 def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: int) -> tuple[int, bytes, bytes]:
@@ -70,10 +73,12 @@ def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: i
 def post(
     market: Market, sender: Sender, acct: LocalAccount, ipfs: KuboClient, spec: JobSpec, payment: int,
     claim_timeout: int, completion_window: int, provider: str = ZERO_ADDRESS, pins: RemotePins | None = None,
+    private: bool = False,
 ) -> Posted:
     """Add the spec to IPFS (and ask `pins` to pin it remotely), and post the job, paying from the
     internal balance or, when it is short, pulling the rest from the wallet with a permit in the
-    same transaction."""
+    same transaction. A `private` job's spec goes to IPFS encrypted, its key sealed to the client
+    and to the provider(s) that may run it (see hearth.privacy)."""
     if payment <= 0:
         raise UserError("the payment must be positive")
     if claim_timeout <= 0 or completion_window <= 0:
@@ -88,7 +93,12 @@ def post(
                 f"{wallet / TOKEN:g} HRT in the wallet: {(short - wallet) / TOKEN:g} HRT missing",
                 hint="get tokens (on the devnet: hearth account faucet), then retry",
             )
-    spec_cid = ipfs.add(spec.to_bytes(), pin=True)
+    spec_bytes = spec.to_bytes()
+    readers: tuple[str, ...] = ()
+    if private:
+        env, _ = seal_spec(market, acct, spec_bytes, providers_for(market, CID.parse(spec.model_cid).to_bytes(), provider))
+        spec_bytes, readers = env.to_bytes(), tuple(env.reader_addresses())
+    spec_cid = ipfs.add(spec_bytes, pin=True)
     spec_pins = pins.pin(ipfs, spec_cid, "hearth job spec") if pins is not None else {}
     now = chain_now(market)
     deadline = now + claim_timeout
@@ -101,7 +111,7 @@ def post(
     else:
         receipt = sender.transact(market.fn("postJob", params))
     return Posted(market.job_posted_id(receipt), str(spec_cid), _hash(receipt), int(receipt["gasUsed"]), deadline,
-                  spec_pins)
+                  spec_pins, readers)
 
 
 def _hash(receipt: TxReceipt) -> str:
@@ -155,16 +165,18 @@ class VerifiedResult:
     result: Result
     provider: str
     output_hash: str
+    private: bool = False
 
 
 def fetch_result(
     market: Market, ipfs: KuboClient, job_id: int, history: list[tuple[str, Any]] | None = None,
-    fallbacks: Sequence[BlockSource] = (),
+    fallbacks: Sequence[BlockSource] = (), acct: LocalAccount | None = None,
 ) -> VerifiedResult:
     """Fetch a completed job's result and verify it against the chain. `history` is the job's
     events when the caller already has them (one get_logs for the whole job otherwise);
     `fallbacks` are read when `ipfs` cannot deliver the result (remote pins: the provider's own
-    IPFS may be gone by now), every block verified whichever source answers."""
+    IPFS may be gone by now), every block verified whichever source answers. A private job's
+    result is decrypted with its key, which `acct` must hold (NotAReader otherwise)."""
     history = history if history is not None else market.history(job_id)
     completed = [ev for name, ev in history if name == "JobCompleted"]
     posted_ev = [ev for name, ev in history if name == "JobPosted"]
@@ -174,13 +186,26 @@ def fetch_result(
     args = completed[-1]["args"]
     cid = CID.parse(bytes(args["resultCid"]))
     onchain_hash = bytes(args["outputHash"])
-    # every block verified against the CID, from the first source that delivers it
-    if fallbacks:
-        data = cat_any([ipfs, *fallbacks], cid, max_size=MAX_RESULT_BYTES, timeout=FETCH_TIMEOUT)
-    else:
-        data = ipfs.cat(cid, max_size=MAX_RESULT_BYTES)
+    posted = posted_from_event(posted_ev[0])
+
+    def cat(c: CID, max_size: int) -> bytes:  # every block verified against the CID, from the first source that has it
+        if fallbacks:
+            return cat_any([ipfs, *fallbacks], c, max_size=max_size, timeout=FETCH_TIMEOUT)
+        return ipfs.cat(c, max_size=max_size)
+
+    data = cat(cid, MAX_RESULT_BYTES)
+    key = None
+    env = sealed.parse_envelope(data)
+    if env is not None:
+        if acct is None:
+            raise UserError(f"job {job_id} is private: reading its result needs an account that holds its key")
+        spec_env = sealed.parse_envelope(cat(posted.spec_cid, MAX_RESULT_BYTES))
+        if spec_env is None:
+            raise VerificationError(f"job {job_id}: its result is private but its spec is not")
+        key = job_key(market, acct, posted, spec_env)
+        data = sealed.open_result(env, key, int(market.w3.eth.chain_id), market.address, job_id)
     result = parse_result(data)
-    if output_hash(result.output) != onchain_hash:
+    if sealed.chain_output_hash(result.output, key) != onchain_hash:
         raise VerificationError(
             f"job {job_id}: the output in result {cid} does not hash to the on-chain output hash",
             hint=f"the result was tampered with; dispute it within the window: hearth job dispute {job_id}",
@@ -191,7 +216,6 @@ def fetch_result(
         raise VerificationError(f"job {job_id}: result signed by {signer}, but completed by {provider}")
     if int(result.body.get("job_id", -1)) != job_id:
         raise VerificationError(f"job {job_id}: result is for job {result.body.get('job_id')}")
-    posted = posted_from_event(posted_ev[0])
     if CID.parse(str(result.body["spec_cid"])).digest != posted.spec_cid.digest:
         raise VerificationError(f"job {job_id}: result answers a different spec")
-    return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex())
+    return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex(), key is not None)

@@ -133,3 +133,18 @@ def account_faucet(c: Ctx, amount: str, to: str | None, as_json: bool) -> None:
     if c.w3.eth.get_balance(dest) < 10**17:
         c.w3.provider.make_request("anvil_setBalance", [dest, hex(10**19)])  # type: ignore[arg-type]
     emit({"to": dest, "amount": wei / TOKEN}, as_json, f"sent {wei / TOKEN:g} HRT to {dest}")
+
+
+@account_group.command("encryption-key")
+@click.option("--rotate", is_flag=True, help="publish a new version (old versions still open old jobs)")
+@json_opt
+@pass_ctx
+def account_encryption_key(c: Ctx, rotate: bool, as_json: bool) -> None:
+    """Publish this account's X25519 encryption key for private jobs (if it has none on chain,
+    or a new version with --rotate) and show it. Providers need one to be sent private jobs."""
+    from hearth import privacy
+
+    kp, sent = privacy.ensure_published(c.market, c.sender, c.account, rotate=rotate)
+    emit({"address": c.account.address, "key": "0x" + kp.public.hex(), "version": kp.version, "published": sent},
+         as_json, f"{c.account.address}: encryption key 0x{kp.public.hex()} (version {kp.version})"
+         + (", published now" if sent else ""))

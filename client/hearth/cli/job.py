@@ -47,6 +47,8 @@ def _print_update(u: Any, as_json: bool) -> None:
 @click.option("--stop", multiple=True, help="stop string (repeatable)")
 @click.option("--payment", default="0.01", show_default=True, help="HRT to pay")
 @click.option("--provider", help="only this provider may claim")
+@click.option("--public", is_flag=True, help="a plaintext job: spec and result readable by anyone (default: "
+              "encrypted, readable by you and the provider(s) it is sealed to)")
 @click.option("--claim-timeout", default="2m", show_default=True, help="time for a provider to claim")
 @click.option("--timeout", "completion", default="5m", show_default=True, help="time for the claimer to complete")
 @click.option("--no-wait", is_flag=True, help="post and exit")
@@ -54,8 +56,8 @@ def _print_update(u: Any, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, max_tokens: int, temperature: float,
-               top_p: float, seed: int, stop: tuple[str, ...], payment: str, provider: str | None, raw: bool,
-               claim_timeout: str, completion: str, no_wait: bool, auto_expire: bool, as_json: bool) -> None:
+               top_p: float, seed: int, stop: tuple[str, ...], payment: str, provider: str | None, public: bool,
+               raw: bool, claim_timeout: str, completion: str, no_wait: bool, auto_expire: bool, as_json: bool) -> None:
     """Post a job with its payment locked, follow it live, and print the verified answer."""
     from web3 import Web3
 
@@ -82,9 +84,11 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     wei = parse_amount(payment)
     posted = jobs.post(c.market, c.sender, c.account, c.ipfs, spec, wei, parse_duration(claim_timeout),
                        parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
-                       pins=c.pins)
+                       pins=c.pins, private=not public)
     out: dict[str, Any] = {"job_id": posted.job_id, "spec_cid": posted.spec_cid, "post_tx": posted.tx_hash,
-                           "post_gas": posted.gas_used}
+                           "post_gas": posted.gas_used, "private": not public}
+    if posted.readers:
+        out["readers"] = list(posted.readers)
     if posted.spec_pins:
         out["spec_pins"] = posted.spec_pins
         failed = {k: v for k, v in posted.spec_pins.items() if v.startswith("failed")}
@@ -92,7 +96,9 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
             click.echo(f"warning: remote pin of the spec {failed}", err=True)
     if not as_json:
         click.echo(f"job {posted.job_id} posted (tx {posted.tx_hash}, {posted.gas_used} gas), "
-                   f"{wei / TOKEN:g} HRT locked; spec {posted.spec_cid}", err=True)
+                   f"{wei / TOKEN:g} HRT locked; spec {posted.spec_cid}"
+                   + (f" (private: sealed to you and {len(posted.readers) - 1} provider(s))" if posted.readers else ""),
+                   err=True)
     if no_wait:
         emit(out, as_json, str(posted.job_id))
         return
@@ -118,7 +124,7 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     states = [t["state"] for t in timeline]
     if "Completed" not in states:
         fail(f"job {posted.job_id} ended as {states[-1] if states else 'unknown'} without a result")
-    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks)
+    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks, c.account)
     out.update(_result_json(vr), timeline=timeline)
     out["transactions"] = {n.removeprefix("Job").lower(): tx_hash(e) for n, e in history}
     emit(out, as_json, vr.result.output)
@@ -127,7 +133,7 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
 def _result_json(vr: Any) -> dict[str, Any]:
     return {"job_id": vr.job_id, "output": vr.result.output, "result_cid": vr.result_cid, "provider": vr.provider,
             "output_sha256": vr.output_hash, "verified": True, "finish_reason": vr.result.body["finish_reason"],
-            "usage": vr.result.body["usage"], "timings": vr.result.body["timings"]}
+            "usage": vr.result.body["usage"], "timings": vr.result.body["timings"], "private": vr.private}
 
 
 @job_group.command("status")
@@ -189,11 +195,37 @@ def job_list(c: Ctx, mine: bool, state: str | None, as_json: bool) -> None:
 @pass_ctx
 def job_result(c: Ctx, job_id: int, as_json: bool) -> None:
     """Fetch and verify a job's result; prints the output. Read from --ipfs-api, else from the
-    remote pins configured (--pin-service / --pin-kubo-api), verified either way."""
+    remote pins configured (--pin-service / --pin-kubo-api), verified either way. A private job's
+    result is decrypted with the job's key, which only its readers hold."""
     from hearth import jobs
 
-    vr = jobs.fetch_result(c.market, c.ipfs, job_id, fallbacks=c.fallbacks)
+    vr = jobs.fetch_result(c.market, c.ipfs, job_id, fallbacks=c.fallbacks, acct=c.account)
     emit(_result_json(vr), as_json, vr.result.output)
+
+
+@job_group.command("share")
+@click.argument("job_id", type=int)
+@click.option("--to", "to", required=True, help="the account to hand the job's key to (the arbiter, an auditor)")
+@json_opt
+@pass_ctx
+def job_share(c: Ctx, job_id: int, to: str, as_json: bool) -> None:
+    """Hand a private job's key to another account (sealed to its published encryption key, in a
+    JobKeyShared event): it can then read the job's prompt and answer. Only a share from the
+    job's client or provider counts."""
+    from web3 import Web3
+
+    from hearth import privacy
+    from hearth.formats import sealed
+
+    if not Web3.is_address(to):
+        raise UserError(f"not an address: {to}")
+    posted = c.market.posted(job_id)
+    env = sealed.parse_envelope(c.ipfs.cat(posted.spec_cid, max_size=1 << 20))
+    if env is None:
+        raise UserError(f"job {job_id} is public: there is no key to share")
+    tx = privacy.share_key(c.market, c.sender, job_id, privacy.job_key(c.market, c.account, posted, env), to)
+    emit({"job_id": job_id, "shared_with": Web3.to_checksum_address(to), "tx": tx}, as_json,
+         f"job {job_id}'s key shared with {Web3.to_checksum_address(to)} (tx {tx})")
 
 
 def _job_tx(c: Ctx, fn_name: str, job_id: int, *extra: Any) -> str:

@@ -55,8 +55,12 @@ def provider_register(c: Ctx, stake: str, price: str, models: tuple[str, ...], a
         c.sender.transact(c.market.token.functions.approve(c.market.address, wei - bal))
         c.sender.transact(c.market.fn("deposit", wei - bal))
     tx = _tx(c, "register", wei, parse_amount(price), _model_cids(models))
-    emit({"provider": c.account.address, "stake": wei / TOKEN, "tx": tx}, as_json,
-          f"registered {c.account.address} with {wei / TOKEN:g} HRT stake")
+    from hearth import privacy
+
+    # private jobs are sealed to this key: without one, clients could send this provider only public jobs
+    kp, _ = privacy.ensure_published(c.market, c.sender, c.account)
+    emit({"provider": c.account.address, "stake": wei / TOKEN, "tx": tx, "encryption_key_version": kp.version},
+         as_json, f"registered {c.account.address} with {wei / TOKEN:g} HRT stake; encryption key version {kp.version}")
 
 
 @provider_group.command("models")
