@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,13 +170,14 @@ class VerifiedResult:
 
 def fetch_result(
     market: Market, ipfs: KuboClient, job_id: int, history: list[tuple[str, Any]] | None = None,
-    fallbacks: Sequence[BlockSource] = (), acct: LocalAccount | None = None,
+    fallbacks: Sequence[BlockSource] = (), account: Callable[[], LocalAccount] | None = None,
 ) -> VerifiedResult:
     """Fetch a completed job's result and verify it against the chain. `history` is the job's
     events when the caller already has them (one get_logs for the whole job otherwise);
     `fallbacks` are read when `ipfs` cannot deliver the result (remote pins: the provider's own
     IPFS may be gone by now), every block verified whichever source answers. A private job's
-    result is decrypted with its key, which `acct` must hold (NotAReader otherwise)."""
+    result is decrypted with its key, which `account()` (asked only then: a public job needs no
+    account, nor its password) must hold: NotAReader otherwise."""
     history = history if history is not None else market.history(job_id)
     completed = [ev for name, ev in history if name == "JobCompleted"]
     posted_ev = [ev for name, ev in history if name == "JobPosted"]
@@ -197,12 +198,12 @@ def fetch_result(
     key = None
     env = sealed.parse_envelope(data)
     if env is not None:
-        if acct is None:
+        if account is None:
             raise UserError(f"job {job_id} is private: reading its result needs an account that holds its key")
         spec_env = sealed.parse_envelope(cat(posted.spec_cid, MAX_RESULT_BYTES))
         if spec_env is None:
             raise VerificationError(f"job {job_id}: its result is private but its spec is not")
-        key = job_key(market, acct, posted, spec_env)
+        key = job_key(market, account(), posted, spec_env)
         data = sealed.open_result(env, key, int(market.w3.eth.chain_id), market.address, job_id)
     result = parse_result(data)
     if sealed.chain_output_hash(result.output, key) != onchain_hash:

@@ -92,7 +92,7 @@ def job_verify(c: Ctx, job_id: int, max_model_bytes: int, as_json: bool) -> None
     the output hash matches."""
     from hearth_node.verify import reexecute
 
-    report = reexecute(c.market, c.ipfs, job_id, max_model_bytes=max_model_bytes)
+    report = reexecute(c.market, c.ipfs, job_id, max_model_bytes=max_model_bytes, account=lambda: c.account)
     emit(report, as_json, ("MATCH" if report["match"] else "MISMATCH")
           + f": local output hash {report['local_sha256']}, on-chain {report['onchain_sha256']}")
     if not report["match"]:

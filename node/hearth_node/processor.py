@@ -24,7 +24,7 @@ from hearth.chain.sender import Sender
 from hearth.chain.types import PostedJob
 from hearth.errors import ChainError, HearthError
 from hearth.formats.cid import CID
-from hearth.formats.jobspec import JobSpec, output_hash, parse_spec, result_body
+from hearth.formats.jobspec import JobSpec, parse_spec, result_body
 from hearth.formats.receipt import sign_result
 from hearth.ipfs.kubo import KuboClient
 from hearth.settings import crash_point_name
@@ -33,6 +33,7 @@ from hearth_node import guardian
 from hearth_node.admission import Ledger, Pending
 from hearth_node.journal import TERMINAL, Journal, posted_to_dict
 from hearth_node.modelstore import ModelStore
+from hearth_node.privacy import JobKeys
 from hearth_node.remotepin import Publisher
 from hearth_node.runner import PoolBusy, RunnerPool, RunResult, Unrunnable, engine_info
 from hearth_node.submitter import DONE, Later, Lost, Submitter, crash_point, is_transient
@@ -87,6 +88,7 @@ class Processor:
         self.clock = clock
         self.metrics = Metrics()
         self.publisher: Publisher | None = None  # remote pins of specs and results, when configured
+        self.keys = JobKeys(market, account, ipfs, chain_id, policy.max_spec_bytes)  # of private jobs
         # Fetches may be slow (hostile specs); admissions and claims get threads of their own.
         self._prepare = ThreadPoolExecutor(4, thread_name_prefix="prepare")
         self._claims = ThreadPoolExecutor(2, thread_name_prefix="claim")
@@ -184,9 +186,9 @@ class Processor:
     # ------------------------------------------------------------------ prepare and admit
 
     def _load_spec(self, job: PostedJob) -> tuple[JobSpec, int]:
-        """The job's spec, verified against its CID and size-capped, and its size in bytes."""
+        """The spec (CID-verified, size-capped, decrypted if private: unreadable ones are skipped) and its size."""
         data = self.ipfs.cat(job.spec_cid, max_size=self.policy.max_spec_bytes)
-        return parse_spec(data), len(data)
+        return parse_spec(self.keys.open_spec(job, data)), len(data)
 
     def _model_path(self, job: PostedJob) -> Path:
         sha, size = self.model_shas[job.model_cid]
@@ -279,6 +281,7 @@ class Processor:
         """The job is over here (delivered, ended, or never claimed): free its ledger entry and
         any lease it still holds."""
         had, runner = self.ledger.release(job_id)
+        self.keys.forget(job_id)
         if runner is not None:
             self.runners.release(runner)
         if had and not self._stopping:
@@ -403,7 +406,8 @@ class Processor:
                 timings={"inference_seconds": round(r.seconds, 4), "tokens_per_second": round(r.tokens_per_second, 2)},
                 provider=self.address,
             )
-            result_cid = self.ipfs.add(sign_result(self.account, body).to_bytes(), pin=True)
+            result = self.keys.seal_result(job, sign_result(self.account, body).to_bytes())  # private: to the client
+            result_cid = self.ipfs.add(result, pin=True)
             self.journal.advance(job.job_id, "uploaded", result_cid=str(result_cid))
             crash_point("uploaded")
             rec = self.journal.get(job.job_id)
@@ -429,7 +433,7 @@ class Processor:
             assert rec is not None
         result_cid_bytes = CID.parse(rec.data["result_cid"]).to_bytes()
         terms = job.terms.with_provider(self.address)
-        fn = self.market.fn("complete", job.job_id, terms.as_tuple(), result_cid_bytes, output_hash(r.output))
+        fn = self.market.fn("complete", job.job_id, terms.as_tuple(), result_cid_bytes, self.keys.output_hash(job, r.output))
         tx = self.submitter.prepare_or_end(job.job_id, fn, "expired")
         if tx is None:
             self._release(job.job_id)

@@ -26,6 +26,7 @@ from hearth_node.api import create_app
 from hearth_node.config import NodeSettings
 from hearth_node.journal import Journal
 from hearth_node.modelstore import ModelStore
+from hearth_node.privacy import ensure_encryption_key
 from hearth_node.processor import Processor
 from hearth_node.remotepin import Publisher
 from hearth_node.runner import RunnerPool
@@ -130,6 +131,7 @@ class NodeService:
         """Register if needed, start the pipeline and the API."""
         self.ensure_registered()
         self.processor.recover()  # open jobs first: their signed transactions hold the next nonces
+        ensure_encryption_key(self.market, self.sender, self.account)  # private jobs are sealed to it
         threading.Thread(target=self._preload, name="preload", daemon=True).start()
         self.watcher.start()
         config = uvicorn.Config(

@@ -9,15 +9,18 @@ download is bounded in bytes (a hostile spec cannot make a verifier fetch an end
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hearth import jobs
+from eth_account.signers.local import LocalAccount
+from hearth import jobs, privacy
 from hearth.chain.market import Market
 from hearth.chain.types import PostedJob, posted_from_event
 from hearth.errors import IPFSError, VerificationError
 from hearth.formats.cid import CID, DAG_PB, decode_pb_node, unixfs_data
-from hearth.formats.jobspec import JobSpec, output_hash, parse_spec
+from hearth.formats.jobspec import JobSpec, parse_spec
+from hearth.formats.sealed import chain_output_hash
 from hearth.ipfs.fetch import MAX_BLOCK, BlockSource, verify_block
 from hearth.ipfs.kubo import KuboClient
 from hearth.models import all_models
@@ -82,13 +85,18 @@ def model_to_run(posted: PostedJob, spec: JobSpec) -> tuple[CID, str, int]:
 
 
 def reexecute(market: Market, ipfs: KuboClient, job_id: int, cache: Path | None = None,
-              max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> dict[str, Any]:
+              max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+              account: Callable[[], LocalAccount] | None = None) -> dict[str, Any]:
     """Fetch the job's spec and verified result, run the spec here with the on-chain model,
-    compare sha256 of outputs."""
+    compare the outputs' on-chain hashes. A private job is decrypted with its key, which `account()`
+    must hold (its client, its provider, or an account the key was shared with)."""
     history = market.history(job_id)  # one get_logs for the whole job, shared by both checks
-    vr = jobs.fetch_result(market, ipfs, job_id, history)
+    vr = jobs.fetch_result(market, ipfs, job_id, history, account=account)
     posted = posted_from_event(next(ev for name, ev in history if name == "JobPosted"))
-    spec = parse_spec(ipfs.cat(posted.spec_cid, max_size=MAX_SPEC_BYTES))
+    data, key = ipfs.cat(posted.spec_cid, max_size=MAX_SPEC_BYTES), None
+    if vr.private and account is not None:  # fetch_result has checked that the account holds the key
+        data, key = privacy.open_spec(market, account(), posted, data)
+    spec = parse_spec(data)
     cid, sha256, size = model_to_run(posted, spec)
     if size > max_model_bytes:
         raise IPFSError(f"model {cid} is {size} bytes, over the {max_model_bytes}-byte limit",
@@ -103,7 +111,7 @@ def reexecute(market: Market, ipfs: KuboClient, job_id: int, cache: Path | None 
             local = runner.run(spec)
         finally:
             runner.close()
-    local_hash = output_hash(local.output).hex()
+    local_hash = chain_output_hash(local.output, key).hex()  # a keyed commitment for a private job
     return {"job_id": job_id, "match": local_hash == vr.output_hash, "local_sha256": local_hash,
             "onchain_sha256": vr.output_hash, "local_output": local.output, "provider_output": vr.result.output,
             "model_cid": str(cid)}

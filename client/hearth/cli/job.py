@@ -124,7 +124,7 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     states = [t["state"] for t in timeline]
     if "Completed" not in states:
         fail(f"job {posted.job_id} ended as {states[-1] if states else 'unknown'} without a result")
-    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks, c.account)
+    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks, lambda: c.account)
     out.update(_result_json(vr), timeline=timeline)
     out["transactions"] = {n.removeprefix("Job").lower(): tx_hash(e) for n, e in history}
     emit(out, as_json, vr.result.output)
@@ -199,7 +199,7 @@ def job_result(c: Ctx, job_id: int, as_json: bool) -> None:
     result is decrypted with the job's key, which only its readers hold."""
     from hearth import jobs
 
-    vr = jobs.fetch_result(c.market, c.ipfs, job_id, fallbacks=c.fallbacks, acct=c.account)
+    vr = jobs.fetch_result(c.market, c.ipfs, job_id, fallbacks=c.fallbacks, account=lambda: c.account)
     emit(_result_json(vr), as_json, vr.result.output)
 
 
