@@ -41,7 +41,7 @@ def test_submit_prints_verified_answer_and_job_settles(env: Localnet) -> None:
 
 def test_unclaimed_job_then_expire_recovers_funds(env: Localnet) -> None:
     before = balances(env)
-    r = env.hearth("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
+    r = env.hearth("job", "submit", "--public", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
                    "--payment", "0.5")
     assert r.returncode == 1
     assert "not claimed before its deadline" in r.stderr and "hearth job expire 1" in r.stderr
@@ -54,7 +54,7 @@ def test_unclaimed_job_then_expire_recovers_funds(env: Localnet) -> None:
 
 def test_auto_expire(env: Localnet) -> None:
     before = balances(env)
-    r = env.hearth("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
+    r = env.hearth("job", "submit", "--public", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--claim-timeout", "2s",
                    "--auto-expire")
     assert r.returncode == 1 and "expired it and refunded" in r.stderr
     assert sum(balances(env)) == sum(before)
@@ -62,7 +62,7 @@ def test_auto_expire(env: Localnet) -> None:
 
 def test_cancel_before_claim(env: Localnet) -> None:
     before = balances(env)
-    job = env.hearth_json("job", "submit", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--no-wait")["job_id"]
+    job = env.hearth_json("job", "submit", "--public", "--prompt", "hi", "--provider", UNUSED_PROVIDER, "--no-wait")["job_id"]
     assert env.hearth_json("job", "cancel", str(job))["cancelled"] is True
     assert env.market.job(job).state == "Cancelled"
     assert sum(balances(env)) == sum(before)
@@ -101,7 +101,8 @@ def _forge(env: Localnet, job_id: int, provider_idx: int, output: str) -> None:
 
 
 def test_verify_fails_for_forged_result(env: Localnet) -> None:
-    job = env.hearth_json("job", "submit", "--prompt", PROMPT, "--provider", dev_account(6).address,
+    # public: the forgery below writes a plaintext result (private ones are covered in tests/node/test_privacy.py)
+    job = env.hearth_json("job", "submit", "--public", "--prompt", PROMPT, "--provider", dev_account(6).address,
                           "--no-wait")["job_id"]
     _forge(env, job, 6, "Berlin")
     assert env.hearth_json("job", "result", str(job))["output"] == "Berlin"  # consistent, signed...

@@ -80,8 +80,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> list[ModelRef]:
     monkeypatch.setattr(verify, "all_models", lambda: models)
     monkeypatch.setattr(modelstore, "all_models", lambda: models)
     monkeypatch.setattr(verify, "Runner", FakeRunner)
-    vr = SimpleNamespace(output_hash=output_hash(OUTPUT).hex(), result=SimpleNamespace(output=OUTPUT))
-    monkeypatch.setattr(verify.jobs, "fetch_result", lambda market, ipfs, job_id, history=None: vr)
+    vr = SimpleNamespace(output_hash=output_hash(OUTPUT).hex(), result=SimpleNamespace(output=OUTPUT), private=False)
+    monkeypatch.setattr(verify.jobs, "fetch_result", lambda market, ipfs, job_id, history=None, account=None: vr)
     FakeRunner.ran = []
     return models
 
