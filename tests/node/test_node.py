@@ -28,7 +28,7 @@ def post_only(env: Localnet, *extra: str, prompt: str = PROMPT) -> int:
 
 def test_job_is_claimed_run_and_completed_with_matching_hash(env: Localnet) -> None:
     node = env.start_node()
-    out = submit(env)
+    out = submit(env, "--public")  # a private job's output hash is keyed (tests/node/test_privacy.py)
     assert "Paris" in out["output"]
     job_id = out["job_id"]
     assert env.market.job(job_id).state == "Settled"
