@@ -8,7 +8,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IJobMarket} from "./IJobMarket.sol";
-import {IArbiter} from "./IArbiter.sol";
+import {JobAudits} from "./JobAudits.sol";
 
 /// @title JobMarket
 /// @notice Escrow for Hearth inference jobs: clients lock payment when they post, providers lock
@@ -43,17 +43,10 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint32 public constant MAX_COLLATERAL_BPS = 1_000_000;
     /// @notice The highest audit fee: half the payment.
     uint16 public constant MAX_AUDIT_FEE_BPS = 5000;
-    /// @notice Candidates an auditor draw looks at, from a random start in the class's list.
-    uint256 public constant MAX_DRAW = 16;
-    /// @notice EIP-2935's block-hash history (Prague): hashes of the last 8,191 blocks, so an
-    ///         audit can be drawn after BLOCKHASH's 256-block horizon.
-    address public constant HISTORY = 0x0000F90827F1C53a10cb7A02335B175320002935;
-    /// @notice Gas the arbiter's `onDispute` always gets: a dispute with less gas left reverts,
-    ///         so a client cannot silence the arbiter with a tight gas limit.
-    uint256 public constant ARBITER_GAS = 100_000;
-    /// @notice Gas a dispute must still have before calling the arbiter: ARBITER_GAS survives
-    ///         the 63/64 rule, with room for the call itself and what follows it.
-    uint256 public constant ARBITER_GAS_FLOOR = ARBITER_GAS * 64 / 63 + 10_000;
+    /// @notice Gas the arbiter's `onDispute` always gets (see JobAudits).
+    uint256 public constant ARBITER_GAS = JobAudits.ARBITER_GAS;
+    /// @notice Gas a call that reaches the arbiter must still have (see JobAudits).
+    uint256 public constant ARBITER_GAS_FLOOR = JobAudits.ARBITER_GAS_FLOOR;
 
     /// @notice The payment token.
     IERC20 public immutable token;
@@ -82,10 +75,6 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @notice Seconds each audit phase may take.
     uint40 public immutable auditTimeout;
 
-    /// @notice Funds the auditors of upheld random audits; fed by audit fees and the remainder
-    ///         of slashed collateral.
-    uint96 public auditPool;
-
     /// @notice Receives the fee of jobs posted from now on, in its internal balance.
     address public feeRecipient;
     /// @notice Protocol fee for new jobs, in basis points.
@@ -95,22 +84,18 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     ///      writes the counter.
     uint80 public nextJobId = 1;
 
-    /// @dev A provider's advertised price and its registration number: models are served only
-    ///      under the registration that added them, so `withdrawStake` clears them all at once.
-    struct ProviderRecord {
-        uint96 minPrice;
-        uint32 registration;
+    /// @notice Funds the auditors of upheld random audits; fed by audit fees and the remainder
+    ///         of slashed collateral.
+    function auditPool() external view returns (uint96) {
+        return _s.auditPool;
     }
 
-    mapping(uint256 jobId => JobSlot) private _jobs;
-    mapping(address account => Account) private _accounts;
-    mapping(address provider => mapping(bytes32 modelKey => uint32 registration)) private _serves;
-    mapping(address provider => ProviderRecord) private _providers;
-    mapping(uint256 jobId => Audit) private _audits;
     /// @notice A registered provider's reproducibility class.
-    mapping(address provider => bytes32 reproClass) public reproClassOf;
-    mapping(bytes32 reproClass => address[] members) private _classMembers;
-    mapping(address provider => uint256 indexPlusOne) private _classIndex;
+    function reproClassOf(address provider) external view returns (bytes32) {
+        return _s.reproClassOf[provider];
+    }
+
+    JobAudits.Store private _s;
 
     /// @param token_ the payment token
     /// @param arbiter_ the dispute arbiter (a contract implementing IArbiter, or an account)
@@ -142,67 +127,49 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @dev A settled job's slot is deleted (the gas refund pays for a good part of its
     ///      completion), so an issued id with an empty slot reads as Settled.
     function getJob(uint256 jobId) external view returns (JobSlot memory job) {
-        job = _jobs[jobId];
+        job = _s.jobs[jobId];
         if (job.state == State.None && jobId != 0 && jobId < nextJobId) job.state = State.Settled;
     }
 
     /// @notice An account's internal balance and provider record.
     function getAccount(address account) external view returns (Account memory) {
-        return _accounts[account];
+        return _s.accounts[account];
     }
 
     /// @notice Whether `provider` is registered and serves the model with this key.
     function serves(address provider, bytes32 modelKey) external view returns (bool) {
-        return _accounts[provider].status != Status.None
-            && _serves[provider][modelKey] == _providers[provider].registration;
+        return _s.accounts[provider].status != Status.None
+            && _s.serves[provider][modelKey] == _s.providers[provider].registration;
     }
 
     /// @notice A registered provider's advertised minimum price (0 when not registered).
     function minPrice(address provider) external view returns (uint256) {
-        return _providers[provider].minPrice;
+        return _s.providers[provider].minPrice;
     }
 
     /// @notice The collateral a claimer locks for a job paying `payment`: collateralBps of it,
     ///         and at least minCollateral.
     function collateralFor(uint96 payment) public view returns (uint96) {
-        // Up to 100x a payment can pass uint96: SafeCast reverts rather than wrap.
-        uint96 share = SafeCast.toUint96(uint256(payment) * collateralBps / 10_000);
-        return share < minCollateral ? minCollateral : share;
+        return JobAudits.collateralFor(_params(), payment);
     }
 
     /// @notice A job's audit (empty when it has none running).
     function getAudit(uint256 jobId) external view returns (Audit memory) {
-        return _audits[jobId];
+        return _s.audits[jobId];
     }
 
     /// @notice The active and unbonding providers registered in a class (auditor candidates).
     function classMembers(bytes32 reproClass) external view returns (address[] memory) {
-        return _classMembers[reproClass];
-    }
-
-    /// @notice The commitment `complete` expects: only a holder of the output and the salt can
-    ///         open it, and it names the job and the provider, so no one can reuse another's.
-    function resultCommitment(uint256 jobId, address provider, bytes32 outputHash, bytes32 salt)
-        public
-        pure
-        returns (bytes32)
-    {
-        return keccak256(abi.encode(jobId, provider, outputHash, salt));
+        return _s.classMembers[reproClass];
     }
 
     /// @inheritdoc IJobMarket
     function auditSelected(uint256 jobId, JobTerms calldata terms, Result calldata result)
-        public
+        external
         view
         returns (bool)
     {
-        _loadDone(jobId, terms, result, State.Completed);
-        return _selected(jobId, terms, result);
-    }
-
-    /// @notice The commitment stored for job `jobId` with these terms.
-    function commitmentOf(uint256 jobId, JobTerms memory terms) public pure returns (uint208) {
-        return uint208(uint256(keccak256(abi.encode(jobId, terms))));
+        return JobAudits.auditSelected(_s, _params(), jobId, terms, result);
     }
 
     // ---------------------------------------------------------------- balances
@@ -224,7 +191,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc IJobMarket
     function withdraw(uint96 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.balance < amount) revert InsufficientBalance(msg.sender, a.balance, amount);
         a.balance -= amount;
         emit Withdrawn(msg.sender, amount);
@@ -238,7 +205,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         external
         nonReentrant
     {
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.status != Status.None) revert ProviderAlreadyRegistered(msg.sender);
         if (reproClass == bytes32(0)) revert InvalidReproClass();
         if (stake < minStake) revert StakeBelowMinimum(stake, minStake);
@@ -247,7 +214,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         a.stake += stake;
         a.status = Status.Active;
         a.unbondingEnd = 0;
-        ProviderRecord storage pr = _providers[msg.sender];
+        JobAudits.ProviderRecord storage pr = _s.providers[msg.sender];
         uint32 registration = pr.registration + 1;
         pr.registration = registration;
         pr.minPrice = price;
@@ -279,14 +246,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc IJobMarket
     function setPrice(uint96 price) external {
         _activeProvider();
-        _providers[msg.sender].minPrice = price;
+        _s.providers[msg.sender].minPrice = price;
         emit PriceSet(msg.sender, price);
     }
 
     /// @inheritdoc IJobMarket
     function addModels(bytes[] calldata modelCids) external {
         _activeProvider();
-        _addModels(modelCids, _providers[msg.sender].registration);
+        _addModels(modelCids, _s.providers[msg.sender].registration);
     }
 
     /// @inheritdoc IJobMarket
@@ -294,7 +261,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _activeProvider();
         for (uint256 i = 0; i < modelCids.length; ++i) {
             bytes32 key = keccak256(modelCids[i]);
-            delete _serves[msg.sender][key];
+            delete _s.serves[msg.sender][key];
             emit ModelRemoved(msg.sender, key, modelCids[i]);
         }
     }
@@ -310,7 +277,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function withdrawStake() external nonReentrant {
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.status != Status.Unbonding) revert ProviderNotUnbonding(msg.sender);
         if (block.timestamp < a.unbondingEnd) revert UnbondingNotOver(a.unbondingEnd, block.timestamp);
         if (a.openJobs != 0) revert ProviderHasOpenJobs(msg.sender, a.openJobs);
@@ -320,7 +287,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         a.status = Status.None;
         a.unbondingEnd = 0;
         // The registration number stays, so the models added under it are no longer served.
-        _providers[msg.sender].minPrice = 0;
+        _s.providers[msg.sender].minPrice = 0;
         _leaveClass();
         emit StakeWithdrawn(msg.sender, stake);
     }
@@ -351,9 +318,9 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobSlot memory job = _load(jobId, terms, State.Posted);
         if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
         if (terms.provider != address(0) && terms.provider != msg.sender) revert NotProvider(jobId, msg.sender);
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.status != Status.Active) revert ProviderNotActive(msg.sender);
-        if (_serves[msg.sender][terms.modelKey] != _providers[msg.sender].registration) {
+        if (_s.serves[msg.sender][terms.modelKey] != _s.providers[msg.sender].registration) {
             revert ModelNotServed(msg.sender, terms.modelKey);
         }
         uint96 collateral = collateralFor(terms.payment);
@@ -365,7 +332,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         t.provider = msg.sender;
         // completionWindow <= maxCompletionWindow <= MAX_PERIOD: checked at post, committed since.
         uint40 completionDeadline = uint40(block.timestamp) + terms.completionWindow;
-        _jobs[jobId] = JobSlot(State.Claimed, completionDeadline, commitmentOf(jobId, t));
+        _s.jobs[jobId] = JobSlot(State.Claimed, completionDeadline, JobAudits.commitmentOf(jobId, t));
         emit JobClaimed(jobId, msg.sender, collateral, completionDeadline);
     }
 
@@ -381,48 +348,23 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint40 disputeDeadline = uint40(block.timestamp) + disputeWindow;
         // The slot now commits to the result too, so later calls must pass it back unchanged.
         Result memory r = Result(commitment, uint64(block.number));
-        _jobs[jobId] = JobSlot(State.Completed, disputeDeadline, _doneCommitment(jobId, terms, r));
+        _s.jobs[jobId] = JobSlot(State.Completed, disputeDeadline, JobAudits.doneCommitment(jobId, terms, r));
         emit JobCompleted(jobId, msg.sender, resultCid, commitment, disputeDeadline);
     }
 
     /// @inheritdoc IJobMarket
     function settle(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
-        JobSlot memory job = _loadDone(jobId, terms, result, State.Completed);
-        if (block.timestamp <= job.deadline) revert DeadlineNotPassed(jobId, job.deadline);
-        if (_selected(jobId, terms, result)) revert AuditRequired(jobId);
-        delete _jobs[jobId];
-        _payProvider(jobId, terms, 0);
+        JobAudits.settle(_s, _params(), jobId, terms, result);
     }
 
     /// @inheritdoc IJobMarket
     function startAudit(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
-        _loadDone(jobId, terms, result, State.Completed);
-        if (!_selected(jobId, terms, result)) revert NotSelected(jobId);
-        emit AuditStarted(jobId, address(0), 0);
-        bytes32 seed = keccak256(abi.encode(_randomAt(result.completedBlock), jobId, "draw"));
-        address auditor = _draw(terms, seed, address(0));
-        if (auditor == address(0)) {
-            // Nobody can check it: the result stands, as it would have without the draw.
-            emit AuditSkipped(jobId);
-            delete _jobs[jobId];
-            _payProvider(jobId, terms, 0);
-            return;
-        }
-        _openAudit(jobId, terms, result, auditor, address(0), 0);
+        JobAudits.startAudit(_s, _params(), jobId, terms, result);
     }
 
     /// @inheritdoc IJobMarket
-    function commitAudit(uint256 jobId, bytes32 commitment) external {
-        Audit storage au = _audits[jobId];
-        JobSlot storage job = _jobs[jobId];
-        if (job.state != State.Audited || au.phase != Phase.Commit) revert InvalidPhase(jobId, au.phase);
-        if (msg.sender != au.auditors[au.round]) revert NotAuditor(jobId, msg.sender);
-        if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
-        au.commits[au.round] = commitment;
-        au.phase = Phase.Reveal;
-        uint40 revealDeadline = uint40(block.timestamp) + auditTimeout;
-        job.deadline = revealDeadline;
-        emit AuditCommitted(jobId, msg.sender, revealDeadline);
+    function commitAudit(uint256 jobId, bytes32 commitment) external nonReentrant {
+        JobAudits.commitAudit(_s, _params(), jobId, commitment);
     }
 
     /// @inheritdoc IJobMarket
@@ -434,72 +376,33 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         bytes32 outputHash,
         bytes32 salt
     ) external nonReentrant {
-        JobSlot memory job = _loadDone(jobId, terms, result, State.Audited);
-        Audit storage au = _audits[jobId];
-        // Nobody reveals before the round's auditor has committed: nothing to copy.
-        if (au.phase != Phase.Reveal) revert InvalidPhase(jobId, au.phase);
-        if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
-        // Zero marks "not revealed", so it cannot be an output hash.
-        if (outputHash == bytes32(0)) revert InvalidReveal(jobId, party);
-        bytes32 opened = resultCommitment(jobId, party, outputHash, salt);
-        if (party == terms.provider && au.providerOutput == bytes32(0) && opened == result.commitment) {
-            au.providerOutput = outputHash;
-        } else {
-            uint256 i = party == au.auditors[0] ? 0 : 1;
-            if (party != au.auditors[i] || i > au.round || au.outputs[i] != bytes32(0) || opened != au.commits[i]) {
-                revert InvalidReveal(jobId, party);
-            }
-            au.outputs[i] = outputHash;
-        }
-        emit OutputRevealed(jobId, party, outputHash);
-        _decideRound(jobId, terms, au);
+        JobAudits.reveal(_s, _params(), jobId, terms, result, party, outputHash, salt);
     }
 
     /// @inheritdoc IJobMarket
     function finalize(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
-        JobSlot memory job = _slotDone(jobId, terms, result);
-        Audit storage au = _audits[jobId];
-        if (job.state == State.Audited && au.phase == Phase.Draw) {
-            // A hash gone from history would be known to all: the arbiter decides instead.
-            bytes32 h = _randomAt(au.drawBlock);
-            address tiebreaker =
-                h == bytes32(0) ? address(0) : _draw(terms, keccak256(abi.encode(h, jobId, "tiebreak")), au.auditors[0]);
-            if (tiebreaker == address(0)) {
-                _toArbiter(jobId, terms);
-                return;
-            }
-            au.auditors[1] = tiebreaker;
-            au.round = 1;
-            au.phase = Phase.Commit;
-            uint40 commitDeadline = uint40(block.timestamp) + auditTimeout;
-            _jobs[jobId].deadline = commitDeadline;
-            emit AuditorAssigned(jobId, tiebreaker, 1, collateralFor(terms.payment), commitDeadline);
-            return;
-        }
-        if (job.state != State.Audited && job.state != State.Disputed) revert InvalidState(jobId, job.state);
-        if (block.timestamp <= job.deadline) revert DeadlineNotPassed(jobId, job.deadline);
-        if (job.state == State.Disputed) {
-            // The arbiter never decided: the result stands and the requester, not shown wrong
-            // either, gets its bond back.
-            _conclude(jobId, terms, true, false);
-        } else if (au.round == 1) {
-            // The tiebreaker did not commit or reveal in time.
-            _toArbiter(jobId, terms);
-        } else {
-            // Round 0: the provider's commitment is on chain since `complete`; one it does not
-            // open is held wrong. An auditor that did not commit or reveal is slashed by
-            // _conclude, and a requester whose audit it left unanswered keeps its bond.
-            bool upheld = au.phase == Phase.Commit || au.providerOutput != bytes32(0);
-            _conclude(jobId, terms, upheld, au.outputs[0] != bytes32(0));
-        }
+        JobAudits.finalize(_s, _params(), jobId, terms, result);
+    }
+
+    /// @inheritdoc IJobMarket
+    function dispute(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
+        JobAudits.dispute(_s, _params(), jobId, terms, result);
+    }
+
+    /// @inheritdoc IJobMarket
+    function resolve(uint256 jobId, JobTerms calldata terms, Result calldata result, bool providerWins)
+        external
+        nonReentrant
+    {
+        JobAudits.resolve(_s, _params(), jobId, terms, result, providerWins);
     }
 
     /// @inheritdoc IJobMarket
     function cancel(uint256 jobId, JobTerms calldata terms) external nonReentrant {
         JobSlot memory job = _load(jobId, terms, State.Posted);
         if (msg.sender != terms.client) revert NotClient(jobId, msg.sender);
-        _jobs[jobId] = JobSlot(State.Cancelled, 0, job.commitment);
-        _accounts[terms.client].balance += terms.payment;
+        _s.jobs[jobId] = JobSlot(State.Cancelled, 0, job.commitment);
+        _s.accounts[terms.client].balance += terms.payment;
         emit JobCancelled(jobId, terms.client);
     }
 
@@ -508,52 +411,22 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobSlot memory job = _slot(jobId, terms);
         if (job.state != State.Posted && job.state != State.Claimed) revert InvalidState(jobId, job.state);
         if (block.timestamp <= job.deadline) revert DeadlineNotPassed(jobId, job.deadline);
-        _jobs[jobId] = JobSlot(State.Expired, 0, job.commitment);
+        _s.jobs[jobId] = JobSlot(State.Expired, 0, job.commitment);
         uint96 refund = terms.payment;
         uint96 slashed = 0;
         if (job.state == State.Claimed) {
             // The claimer never delivered: the client gets up to the payment again out of its
             // collateral. Not all of it: the collateral is sized to punish fraud, and a crashed
             // node is not a fraud.
-            Account storage p = _accounts[terms.provider];
+            Account storage p = _s.accounts[terms.provider];
             p.openJobs -= 1;
             uint96 collateral = collateralFor(terms.payment);
             slashed = collateral < terms.payment ? collateral : terms.payment;
             p.stake += collateral - slashed;
             refund += slashed;
         }
-        _accounts[terms.client].balance += refund;
+        _s.accounts[terms.client].balance += refund;
         emit JobExpired(jobId, terms.client, refund, slashed);
-    }
-
-    /// @inheritdoc IJobMarket
-    function dispute(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
-        JobSlot memory job = _loadDone(jobId, terms, result, State.Completed);
-        if (msg.sender != terms.client) revert NotClient(jobId, msg.sender);
-        if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
-        uint96 bond = disputeBond;
-        Account storage c = _accounts[msg.sender];
-        if (c.balance < bond) revert InsufficientBalance(msg.sender, c.balance, bond);
-        c.balance -= bond;
-        emit AuditStarted(jobId, msg.sender, bond);
-        // The client chooses when to ask, so the previous block's hash (fixed before its
-        // request) draws; the client cannot pick the auditor without mining.
-        bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), jobId, "draw"));
-        address auditor = _draw(terms, seed, address(0));
-        _openAudit(jobId, terms, result, auditor, msg.sender, bond);
-        if (auditor == address(0)) _toArbiter(jobId, terms);
-    }
-
-    /// @inheritdoc IJobMarket
-    function resolve(uint256 jobId, JobTerms calldata terms, Result calldata result, bool providerWins)
-        external
-        nonReentrant
-    {
-        if (msg.sender != arbiter) revert NotArbiter(msg.sender);
-        JobSlot memory job = _loadDone(jobId, terms, result, State.Disputed);
-        // One cutoff: the arbiter decides up to the deadline, `finalize` applies only after it.
-        if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
-        _conclude(jobId, terms, providerWins, true);
     }
 
     /// @inheritdoc IJobMarket
@@ -567,6 +440,20 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- internals
 
+    function _params() private view returns (JobAudits.Params memory) {
+        return JobAudits.Params(
+            arbiter,
+            collateralBps,
+            minCollateral,
+            disputeBond,
+            arbitrationTimeout,
+            auditTimeout,
+            auditBps,
+            auditFeeBps,
+            nextJobId
+        );
+    }
+
     function _period(uint256 value, uint256 minValue) private pure returns (uint40) {
         if (value < minValue || value > MAX_PERIOD) revert InvalidPeriod(value, minValue, MAX_PERIOD);
         return uint40(value);
@@ -574,7 +461,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     function _deposit(uint96 amount) private {
         if (amount == 0) revert ZeroAmount();
-        _accounts[msg.sender].balance += amount;
+        _s.accounts[msg.sender].balance += amount;
         emit Deposited(msg.sender, amount);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -593,7 +480,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (p.completionWindow == 0 || p.completionWindow > maxCompletionWindow) {
             revert InvalidCompletionWindow(p.completionWindow, maxCompletionWindow);
         }
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.balance < p.payment) revert InsufficientBalance(msg.sender, a.balance, p.payment);
         a.balance -= p.payment;
 
@@ -605,7 +492,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobTerms memory t = JobTerms(
             msg.sender, p.payment, p.provider, p.completionWindow, fee, recipient, keccak256(p.modelCid), salt
         );
-        _jobs[jobId] = JobSlot(State.Posted, p.claimDeadline, commitmentOf(jobId, t));
+        _s.jobs[jobId] = JobSlot(State.Posted, p.claimDeadline, JobAudits.commitmentOf(jobId, t));
         emit JobPosted(
             jobId,
             msg.sender,
@@ -621,212 +508,28 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         );
     }
 
-    /// @dev Pays a finished job: payment less fee and audit fee (plus `extra`, what is left of
-    ///      a bond) to the provider, the fee to the job's fee recipient, the audit fee to the
-    ///      pool, the collateral back into stake.
-    function _payProvider(uint256 jobId, JobTerms calldata terms, uint96 extra) private {
-        // feeBps <= MAX_FEE_BPS and auditFeeBps <= MAX_AUDIT_FEE_BPS: together below the payment.
-        uint96 fee = uint96(uint256(terms.payment) * terms.feeBps / 10_000);
-        uint96 auditFee = uint96(uint256(terms.payment) * auditFeeBps / 10_000);
-        uint96 toProvider = terms.payment - fee - auditFee;
-        Account storage p = _accounts[terms.provider];
-        p.balance += toProvider + extra;
-        p.stake += collateralFor(terms.payment);
-        p.openJobs -= 1;
-        if (fee != 0) _accounts[terms.feeRecipient].balance += fee;
-        if (auditFee != 0) auditPool += auditFee;
-        emit JobSettled(jobId, terms.provider, toProvider, fee, auditFee);
-    }
-
-    /// @dev Opens an audit with its first auditor (none: the caller sends the job to the arbiter).
-    function _openAudit(
-        uint256 jobId,
-        JobTerms calldata terms,
-        Result calldata result,
-        address auditor,
-        address requester,
-        uint96 bond
-    ) private {
-        Audit storage au = _audits[jobId];
-        au.requester = requester;
-        au.bond = bond;
-        au.auditors[0] = auditor;
-        au.phase = Phase.Commit;
-        uint40 commitDeadline = uint40(block.timestamp) + auditTimeout;
-        _jobs[jobId] = JobSlot(State.Audited, commitDeadline, _doneCommitment(jobId, terms, result));
-        if (auditor != address(0)) {
-            emit AuditorAssigned(jobId, auditor, 0, collateralFor(terms.payment), commitDeadline);
-        }
-    }
-
-    /// @dev After a reveal: decide the round once every output of it is known.
-    function _decideRound(uint256 jobId, JobTerms calldata terms, Audit storage au) private {
-        bytes32 p = au.providerOutput;
-        bytes32 a0 = au.outputs[0];
-        if (p == bytes32(0) || a0 == bytes32(0)) return;
-        if (au.round == 0) {
-            if (a0 == p) {
-                _conclude(jobId, terms, true, true);
-            } else {
-                // One says yes, one says no: a tiebreaker, drawn by `finalize` from the hash of
-                // this block, which nobody knows while sending this reveal.
-                au.phase = Phase.Draw;
-                au.drawBlock = uint64(block.number);
-                emit AuditMismatch(jobId, block.number);
-            }
-            return;
-        }
-        bytes32 a1 = au.outputs[1];
-        if (a1 == bytes32(0)) return;
-        if (a1 == p) _conclude(jobId, terms, true, true);
-        else if (a1 == a0) _conclude(jobId, terms, false, true);
-        else _toArbiter(jobId, terms);
-    }
-
-    /// @dev Ends a job's audit or arbitration. `upheld`: the provider is paid; otherwise it loses
-    ///      its collateral and the client gets payment and bond back. Each drawn auditor that
-    ///      revealed the side that won (the provider's output if upheld, another if not) gets its
-    ///      collateral back and a reward of one payment, from the bond (upheld, requested), the
-    ///      slashed collateral (not upheld) or the pool (upheld, random); the others lose their
-    ///      collateral to the pool. `bondForfeit` false: the bond goes back to the requester.
-    function _conclude(uint256 jobId, JobTerms calldata terms, bool upheld, bool bondForfeit) private {
-        Audit memory au = _audits[jobId];
-        delete _audits[jobId];
-        uint96 collateral = collateralFor(terms.payment);
-        // What pays the rewards: `fund`, drawn down, with the rest to its owner below.
-        uint96 fund = upheld ? (bondForfeit ? au.bond : 0) : collateral;
-        for (uint256 i = 0; i < 2; ++i) {
-            address who = au.auditors[i];
-            if (who == address(0)) continue;
-            Account storage a = _accounts[who];
-            a.openJobs -= 1;
-            bytes32 out = au.outputs[i];
-            if (out == bytes32(0) || (out == au.providerOutput) != upheld) {
-                auditPool += collateral;
-                emit Slashed(jobId, who, collateral);
-                continue;
-            }
-            uint96 reward = terms.payment;
-            if (upheld && au.requester == address(0)) {
-                if (reward > auditPool) reward = auditPool;
-                auditPool -= reward;
-            } else {
-                if (reward > fund) reward = fund;
-                fund -= reward;
-            }
-            a.stake += collateral;
-            a.balance += reward;
-            emit AuditorPaid(jobId, who, reward);
-        }
-        emit AuditEnded(jobId, upheld);
-        if (upheld) {
-            delete _jobs[jobId];
-            if (!bondForfeit) _accounts[au.requester].balance += au.bond;
-            _payProvider(jobId, terms, fund);
-            return;
-        }
-        _jobs[jobId].state = State.Refunded;
-        _jobs[jobId].deadline = 0;
-        Account storage p = _accounts[terms.provider];
-        p.openJobs -= 1;
-        auditPool += fund;
-        emit Slashed(jobId, terms.provider, collateral);
-        uint96 refund = terms.payment + au.bond;
-        _accounts[terms.client].balance += refund;
-        emit JobRefunded(jobId, terms.client, refund);
-    }
-
-    /// @dev Hands a job to the arbiter, after every state change, with a fixed gas allowance
-    ///      the caller cannot shrink: an arbiter that reverts, burns its gas or re-enters (every
-    ///      mutating entry point is nonReentrant) cannot block or bend the dispute, and always
-    ///      hears of it.
-    function _toArbiter(uint256 jobId, JobTerms calldata terms) private {
-        Audit storage au = _audits[jobId];
-        au.phase = Phase.None;
-        uint40 arbitrationDeadline = uint40(block.timestamp) + arbitrationTimeout;
-        _jobs[jobId].state = State.Disputed;
-        _jobs[jobId].deadline = arbitrationDeadline;
-        emit JobDisputed(jobId, terms.client, au.bond, arbitrationDeadline);
-        if (arbiter.code.length != 0) {
-            uint256 left = gasleft();
-            if (left < ARBITER_GAS_FLOOR) revert InsufficientGasForArbiter(left, ARBITER_GAS_FLOOR);
-            try IArbiter(arbiter).onDispute{gas: ARBITER_GAS}(address(this), jobId, terms.client, terms.provider) {}
-                catch {}
-        }
-    }
-
-    /// @dev Draws an auditor: from a random start in the class's list, the first of MAX_DRAW
-    ///      candidates that is active, serves the model, is neither the provider nor `exclude`,
-    ///      and has the collateral free, which is locked. Zero if none.
-    function _draw(JobTerms calldata terms, bytes32 seed, address exclude) private returns (address) {
-        address[] storage members = _classMembers[reproClassOf[terms.provider]];
-        uint256 n = members.length;
-        if (n == 0) return address(0);
-        uint96 collateral = collateralFor(terms.payment);
-        uint256 start = uint256(seed) % n;
-        uint256 tries = n < MAX_DRAW ? n : MAX_DRAW;
-        for (uint256 i = 0; i < tries; ++i) {
-            address c = members[(start + i) % n];
-            if (c == terms.provider || c == exclude) continue;
-            Account storage a = _accounts[c];
-            if (a.status != Status.Active || a.stake < collateral) continue;
-            if (_serves[c][terms.modelKey] != _providers[c].registration) continue;
-            a.stake -= collateral;
-            a.openJobs += 1;
-            return c;
-        }
-        return address(0);
-    }
-
-    /// @dev Whether the hash of the completion block draws the job for audit. A hash that can no
-    ///      longer be read (over 8,191 blocks old) counts as drawn: waiting must not dodge audits.
-    function _selected(uint256 jobId, JobTerms calldata terms, Result calldata result) private view returns (bool) {
-        if (auditBps == 0) return false;
-        bytes32 h = _randomAt(result.completedBlock);
-        if (h == bytes32(0)) return true;
-        return uint256(keccak256(abi.encode(h, jobId, terms.salt))) % 10_000 < auditBps;
-    }
-
-    /// @dev The hash of block `n`, which must be mined: BLOCKHASH for the last 256 blocks, then
-    ///      EIP-2935's history contract; zero beyond both.
-    function _randomAt(uint256 n) private view returns (bytes32) {
-        if (n >= block.number) revert RandomnessNotReady(n, block.number);
-        if (block.number - n <= 256) return blockhash(n);
-        if (HISTORY.code.length == 0) return bytes32(0);
-        (bool ok, bytes memory out) = HISTORY.staticcall(abi.encode(n));
-        return ok && out.length == 32 ? abi.decode(out, (bytes32)) : bytes32(0);
-    }
-
-    function _doneCommitment(uint256 jobId, JobTerms calldata terms, Result memory result)
-        private
-        pure
-        returns (uint208)
-    {
-        return uint208(uint256(keccak256(abi.encode(jobId, terms, result))));
-    }
-
     function _joinClass(bytes32 reproClass) private {
-        _classMembers[reproClass].push(msg.sender);
-        _classIndex[msg.sender] = _classMembers[reproClass].length;
-        reproClassOf[msg.sender] = reproClass;
+        _s.classMembers[reproClass].push(msg.sender);
+        _s.classIndex[msg.sender] = _s.classMembers[reproClass].length;
+        _s.reproClassOf[msg.sender] = reproClass;
         emit ReproClassSet(msg.sender, reproClass);
     }
 
     /// @dev Swap-and-pop out of the class list.
     function _leaveClass() private {
-        uint256 idx = _classIndex[msg.sender];
+        uint256 idx = _s.classIndex[msg.sender];
         if (idx == 0) return;
-        address[] storage members = _classMembers[reproClassOf[msg.sender]];
+        address[] storage members = _s.classMembers[_s.reproClassOf[msg.sender]];
         address last = members[members.length - 1];
         members[idx - 1] = last;
-        _classIndex[last] = idx;
+        _s.classIndex[last] = idx;
         members.pop();
-        delete _classIndex[msg.sender];
-        delete reproClassOf[msg.sender];
+        delete _s.classIndex[msg.sender];
+        delete _s.reproClassOf[msg.sender];
     }
 
     function _slot(uint256 jobId, JobTerms calldata terms) private view returns (JobSlot memory job) {
-        job = _jobs[jobId];
+        job = _s.jobs[jobId];
         if (job.state == State.None) {
             // Settled jobs free their slot; say so instead of "unknown".
             if (jobId != 0 && jobId < nextJobId) revert InvalidState(jobId, State.Settled);
@@ -840,35 +543,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (job.state != expected) revert InvalidState(jobId, job.state);
     }
 
-    /// @dev A completed (or audited, disputed) job's slot, checked against terms and result.
-    function _slotDone(uint256 jobId, JobTerms calldata terms, Result calldata result)
-        private
-        view
-        returns (JobSlot memory job)
-    {
-        job = _jobs[jobId];
-        if (job.state == State.None) {
-            if (jobId != 0 && jobId < nextJobId) revert InvalidState(jobId, State.Settled);
-            revert UnknownJob(jobId);
-        }
-        if (job.commitment != _doneCommitment(jobId, terms, result)) {
-            // Right terms, but the job is not (or no longer) completed: say which state it is in.
-            if (job.commitment == commitmentOf(jobId, terms)) revert InvalidState(jobId, job.state);
-            revert UnknownJob(jobId);
-        }
-    }
-
-    function _loadDone(uint256 jobId, JobTerms calldata terms, Result calldata result, State expected)
-        private
-        view
-        returns (JobSlot memory job)
-    {
-        job = _slotDone(jobId, terms, result);
-        if (job.state != expected) revert InvalidState(jobId, job.state);
-    }
-
     function _activeProvider() private view returns (Account storage a) {
-        a = _accounts[msg.sender];
+        a = _s.accounts[msg.sender];
         if (a.status != Status.Active) revert ProviderNotActive(msg.sender);
     }
 
@@ -876,7 +552,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         for (uint256 i = 0; i < modelCids.length; ++i) {
             if (modelCids[i].length == 0) revert EmptyCid();
             bytes32 key = keccak256(modelCids[i]);
-            _serves[msg.sender][key] = registration;
+            _s.serves[msg.sender][key] = registration;
             emit ModelAdded(msg.sender, key, modelCids[i]);
         }
     }
