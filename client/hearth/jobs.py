@@ -13,7 +13,7 @@ from web3.types import TxReceipt
 
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
-from hearth.chain.types import ZERO_ADDRESS, posted_from_event
+from hearth.chain.types import ZERO_ADDRESS, posted_from_event, result_commitment
 from hearth.errors import HearthError, UserError, VerificationError
 from hearth.formats.cid import CID
 from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
@@ -173,19 +173,20 @@ def fetch_result(
         raise HearthError(f"job {job_id} has no result (state {state})", hint=f"follow it: hearth job status {job_id}")
     args = completed[-1]["args"]
     cid = CID.parse(bytes(args["resultCid"]))
-    onchain_hash = bytes(args["outputHash"])
+    onchain_commitment = bytes(args["commitment"])
+    provider = str(args["provider"])
     # every block verified against the CID, from the first source that delivers it
     if fallbacks:
         data = cat_any([ipfs, *fallbacks], cid, max_size=MAX_RESULT_BYTES, timeout=FETCH_TIMEOUT)
     else:
         data = ipfs.cat(cid, max_size=MAX_RESULT_BYTES)
     result = parse_result(data)
-    if output_hash(result.output) != onchain_hash:
+    digest = output_hash(result.output)
+    if result_commitment(job_id, provider, digest, result.commit_salt) != onchain_commitment:
         raise VerificationError(
-            f"job {job_id}: the output in result {cid} does not hash to the on-chain output hash",
-            hint=f"the result was tampered with; dispute it within the window: hearth job dispute {job_id}",
+            f"job {job_id}: the output in result {cid} does not open the provider's on-chain commitment",
+            hint=f"the result was tampered with; ask for an audit within the window: hearth job dispute {job_id}",
         )
-    provider = str(args["provider"])
     signer = result_signer(result)
     if signer.lower() != provider.lower():
         raise VerificationError(f"job {job_id}: result signed by {signer}, but completed by {provider}")
@@ -194,4 +195,4 @@ def fetch_result(
     posted = posted_from_event(posted_ev[0])
     if CID.parse(str(result.body["spec_cid"])).digest != posted.spec_cid.digest:
         raise VerificationError(f"job {job_id}: result answers a different spec")
-    return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex())
+    return VerifiedResult(job_id, str(cid), result, provider, digest.hex())
