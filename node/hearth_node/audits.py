@@ -73,7 +73,6 @@ class Audits:
         self.duties: set[int] = set(json.loads(raw)) if raw else set()
         cursor = processor.journal.get_kv(CURSOR_KEY)
         self.cursor = int(cursor) if cursor else self.market.deploy_block
-        self.paid = 0  # jobs settled or upheld since start (metrics)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="audits", daemon=True)
@@ -116,7 +115,9 @@ class Audits:
         if slot.state in ("Settled", "Refunded"):
             self.p.journal.note(job_id, payout=slot.state)
             self._completions.pop(job_id, None)
-            self.paid += slot.state == "Settled"
+            if slot.state == "Settled":  # what JobSettled paid, which the window and audits decide
+                settled = self.market.logs("JobSettled", self.market.deploy_block, "latest", jobId=job_id)
+                self.p.metrics.earnings += sum(int(ev["args"]["providerAmount"]) for ev in settled)
             log.info("job %d %s", job_id, "paid" if slot.state == "Settled" else "REFUNDED to the client (audit)")
             return
         terms, done = self._done(job_id, terms)

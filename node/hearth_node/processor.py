@@ -439,7 +439,6 @@ class Processor:
             return
         self.submitter.send_step(job.job_id, "complete", tx)
         self._release(job.job_id)
-        self.metrics.earnings += job.payment - job.payment * job.fee_bps // 10_000
 
     # ------------------------------------------------------------------ recovery
 

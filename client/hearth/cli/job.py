@@ -121,6 +121,12 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks)
     out.update(_result_json(vr), timeline=timeline)
     out["transactions"] = {n.removeprefix("Job").lower(): tx_hash(e) for n, e in history}
+    window_end = int(next(e for n, e in history if n == "JobCompleted")["args"]["disputeDeadline"])
+    out["audit_window_ends"] = window_end
+    if not as_json:
+        click.echo(f"the provider is paid when the audit window closes ({time.strftime('%H:%M:%S', time.localtime(window_end))})"
+                   f" or an audit upholds the result; to have it checked before then: hearth job dispute {posted.job_id}",
+                   err=True)
     emit(out, as_json, vr.result.output)
 
 
@@ -158,6 +164,13 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
     lines += [f"  {e['event']:10} block {e['block']}  tx {e['tx']}" for e in events]
     if slot.state == "Posted":
         lines.append(f"  (not claimed yet; after the deadline, refund with: hearth job expire {job_id})")
+    if slot.state in ("Audited", "Disputed"):
+        au = c.market.audit(job_id)
+        drawn = [a for a in au.auditors if int(a, 16)]
+        obj["audit"] = {"round": au.round, "phase": au.phase, "auditors": drawn, "requester": au.requester,
+                        "bond": au.bond / TOKEN}
+        lines.append(f"  audit    round {au.round}, waiting for {au.phase.lower() if slot.state == 'Audited' else 'the arbiter'};"
+                     f" auditors {', '.join(drawn) or 'none'}")
     emit(obj, as_json, "\n".join(lines))
 
 

@@ -88,11 +88,6 @@ class JobSpec:
             d["messages"] = [{"role": r, "content": c} for r, c in self.messages or ()]
         return d
 
-    @property
-    def commit_salt(self) -> bytes:
-        """The salt that opens the provider's on-chain commitment to the output."""
-        return bytes.fromhex(str(self.body["commit_salt"]))
-
     def to_bytes(self) -> bytes:
         """Canonical bytes (what goes to IPFS)."""
         return canonical(self.as_dict())
