@@ -13,11 +13,11 @@ from web3.types import TxReceipt
 
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
-from hearth.chain.types import ZERO_ADDRESS, posted_from_event
+from hearth.chain.types import ZERO_ADDRESS, posted_from_event, result_commitment
 from hearth.errors import HearthError, UserError, VerificationError
 from hearth.formats import sealed
 from hearth.formats.cid import CID
-from hearth.formats.jobspec import JobSpec, Result, parse_result
+from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
 from hearth.formats.receipt import result_signer
 from hearth.ipfs.fetch import FETCH_TIMEOUT, BlockSource
 from hearth.ipfs.kubo import KuboClient
@@ -186,7 +186,8 @@ def fetch_result(
         raise HearthError(f"job {job_id} has no result (state {state})", hint=f"follow it: hearth job status {job_id}")
     args = completed[-1]["args"]
     cid = CID.parse(bytes(args["resultCid"]))
-    onchain_hash = bytes(args["outputHash"])
+    onchain_commitment = bytes(args["commitment"])
+    provider = str(args["provider"])
     posted = posted_from_event(posted_ev[0])
 
     def cat(c: CID, max_size: int) -> bytes:  # every block verified against the CID, from the first source that has it
@@ -206,12 +207,14 @@ def fetch_result(
         key = job_key(market, account(), posted, spec_env)
         data = sealed.open_result(env, key, int(market.w3.eth.chain_id), market.address, job_id)
     result = parse_result(data)
-    if sealed.chain_output_hash(result.output, key) != onchain_hash:
+    # The commitment is salted (the salt is inside the result, encrypted for a private job), so
+    # the plain sha256 of even a one-word answer cannot be guessed from the chain.
+    digest = output_hash(result.output)
+    if result_commitment(job_id, provider, digest, result.commit_salt) != onchain_commitment:
         raise VerificationError(
-            f"job {job_id}: the output in result {cid} does not hash to the on-chain output hash",
-            hint=f"the result was tampered with; dispute it within the window: hearth job dispute {job_id}",
+            f"job {job_id}: the output in result {cid} does not open the provider's on-chain commitment",
+            hint=f"the result was tampered with; ask for an audit within the window: hearth job dispute {job_id}",
         )
-    provider = str(args["provider"])
     signer = result_signer(result)
     if signer.lower() != provider.lower():
         raise VerificationError(f"job {job_id}: result signed by {signer}, but completed by {provider}")
@@ -219,4 +222,4 @@ def fetch_result(
         raise VerificationError(f"job {job_id}: result is for job {result.body.get('job_id')}")
     if CID.parse(str(result.body["spec_cid"])).digest != posted.spec_cid.digest:
         raise VerificationError(f"job {job_id}: result answers a different spec")
-    return VerifiedResult(job_id, str(cid), result, provider, onchain_hash.hex(), key is not None)
+    return VerifiedResult(job_id, str(cid), result, provider, digest.hex(), key is not None)

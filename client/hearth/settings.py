@@ -54,6 +54,12 @@ def crash_point_name() -> str | None:
     return env("HEARTH_TEST_CRASH_AT")
 
 
+def wrong_output() -> bool:
+    """Fault injection for the audit tests (HEARTH_TEST_WRONG_OUTPUT=1): the node delivers a
+    corrupted output on its own jobs (its audits of others stay honest)."""
+    return env("HEARTH_TEST_WRONG_OUTPUT") == "1"
+
+
 def npm_binary(package: str, name: str) -> Path:
     """The real binary of a Foundry npm package (not the node wrapper, which leaves zombies)."""
     path = NODE_MODULES / "@foundry-rs" / f"{package}-linux-amd64" / "bin" / name

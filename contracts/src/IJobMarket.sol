@@ -20,7 +20,17 @@ interface IJobMarket {
         Settled,
         Cancelled,
         Expired,
-        Refunded
+        Refunded,
+        Audited
+    }
+
+    /// @notice Where an audit stands: waiting for the current auditor's commitment, for the
+    ///         reveals, or for the block whose hash draws the tiebreaker.
+    enum Phase {
+        None,
+        Commit,
+        Reveal,
+        Draw
     }
 
     /// @notice Provider record status.
@@ -66,6 +76,39 @@ interface IJobMarket {
         address provider;
     }
 
+    /// @notice What `complete` fixed about the result, passed back (like the terms) by every
+    ///         call on a completed job and checked against the job's commitment.
+    /// @param commitment keccak256(abi.encode(jobId, provider, outputHash, salt)): opens only
+    ///        with the output's sha256 and the salt carried in the result
+    /// @param completedBlock the block of `complete`; its hash draws the audit
+    struct Result {
+        bytes32 commitment;
+        uint64 completedBlock;
+    }
+
+    /// @notice An audit of a completed job. Round 0 has one auditor; a mismatch draws a
+    ///         tiebreaker (round 1), and 2 of 3 decide; three different outputs go to the arbiter.
+    /// @param requester the client that asked for the audit (zero: drawn at random)
+    /// @param bond what the requester locked; it pays the auditors if the result stands
+    /// @param auditors the drawn auditors, in round order
+    /// @param commits each auditor's keccak256(abi.encode(jobId, auditor, outputHash, salt))
+    /// @param outputs each auditor's revealed output hash (zero: not revealed)
+    /// @param providerOutput the provider's revealed output hash (zero: not revealed)
+    /// @param round 0 or 1
+    /// @param phase what the audit waits for
+    /// @param drawBlock the block whose hash draws the tiebreaker
+    struct Audit {
+        address requester;
+        uint96 bond;
+        address[2] auditors;
+        bytes32[2] commits;
+        bytes32[2] outputs;
+        bytes32 providerOutput;
+        uint8 round;
+        Phase phase;
+        uint64 drawBlock;
+    }
+
     /// @notice One slot of storage per job.
     struct JobSlot {
         State state;
@@ -88,15 +131,22 @@ interface IJobMarket {
     }
 
     /// @notice Deployment parameters, checked by the constructor.
-    /// @param collateralBps claimer collateral in basis points of the payment (at most 10,000)
+    /// @param collateralBps claimer (and auditor) collateral in basis points of the payment, at
+    ///        most MAX_COLLATERAL_BPS: all of it is lost on proven fraud, so it must be well over
+    ///        (1 / audit rate) x payment
     /// @param minCollateral least collateral a claim locks, whatever the payment
-    /// @param disputeWindow seconds after completion during which the client may dispute
-    ///        (0: the provider is paid at completion and nothing can be disputed)
-    /// @param disputeBond what a client locks to dispute; it goes to the provider if the result stands
+    /// @param disputeWindow seconds after completion during which an audit can be started or
+    ///        requested (at least 1: no result is paid before it could be checked)
+    /// @param disputeBond what a client locks to request an audit; it pays the auditors (and the
+    ///        rest goes to the provider) if the result stands
     /// @param arbitrationTimeout seconds the arbiter has to decide a dispute (at least 1)
     /// @param maxCompletionWindow longest completion window a job may ask for (at least 1)
     /// @param unbondingDelay seconds between unbond and withdrawStake
     /// @param minStake least stake to register
+    /// @param auditBps share of completed jobs audited at random, in basis points
+    /// @param auditFeeBps share of every payment that goes to the audit pool, which pays the
+    ///        auditors of upheld random audits (at most 5,000)
+    /// @param auditTimeout seconds each audit phase (commit, reveal) may take (at least 1)
     /// @dev Every period is at most MAX_PERIOD (30 days); amounts must fit in uint96.
     struct Config {
         uint256 collateralBps;
@@ -107,6 +157,9 @@ interface IJobMarket {
         uint256 maxCompletionWindow;
         uint256 unbondingDelay;
         uint256 minStake;
+        uint256 auditBps;
+        uint256 auditFeeBps;
+        uint256 auditTimeout;
     }
 
     // ---------------------------------------------------------------- events
@@ -117,6 +170,10 @@ interface IJobMarket {
     event Withdrawn(address indexed account, uint256 amount);
     /// @notice A provider registered (or re-registered) with stake and a minimum price.
     event ProviderRegistered(address indexed provider, uint256 stake, uint256 minPrice);
+    /// @notice A provider declared its reproducibility class: the hash of what makes its outputs
+    ///         reproducible (llama.cpp build, backend, instruction set, settings). Audits compare
+    ///         outputs only within one class.
+    event ReproClassSet(address indexed provider, bytes32 indexed reproClass);
     /// @notice A provider added stake.
     event StakeAdded(address indexed provider, uint256 amount);
     /// @notice A provider changed its minimum price.
@@ -147,26 +204,51 @@ interface IJobMarket {
     );
     /// @notice A provider claimed a job and locked collateral.
     event JobClaimed(uint256 indexed jobId, address indexed provider, uint256 collateral, uint256 completionDeadline);
-    /// @notice The claimer delivered a result.
+    /// @notice The claimer delivered a result and committed to its output (see Result).
     event JobCompleted(
-        uint256 indexed jobId, address indexed provider, bytes resultCid, bytes32 outputHash, uint256 disputeDeadline
+        uint256 indexed jobId, address indexed provider, bytes resultCid, bytes32 commitment, uint256 disputeDeadline
     );
-    /// @notice The provider was paid (`providerAmount`, `fee` to the job's fee recipient) and
-    ///         its collateral released.
-    event JobSettled(uint256 indexed jobId, address indexed provider, uint256 providerAmount, uint256 fee);
+    /// @notice The provider was paid (`providerAmount`, `fee` to the job's fee recipient,
+    ///         `auditFee` to the audit pool) and its collateral released.
+    event JobSettled(
+        uint256 indexed jobId, address indexed provider, uint256 providerAmount, uint256 fee, uint256 auditFee
+    );
     /// @notice The client cancelled an unclaimed job and got its payment back.
     event JobCancelled(uint256 indexed jobId, address indexed client);
     /// @notice A job past its deadline was ended: the client got `refund`, of which `slashed`
     ///         was the collateral of a provider that never delivered.
     event JobExpired(uint256 indexed jobId, address indexed client, uint256 refund, uint256 slashed);
-    /// @notice The client disputed a completed job and locked `bond`.
+    /// @notice A completed job went to the arbiter (no auditor could be drawn, or three outputs
+    ///         differ, or the tiebreaker did not answer).
     event JobDisputed(uint256 indexed jobId, address indexed client, uint256 bond, uint256 arbitrationDeadline);
-    /// @notice The arbiter decided against the provider: payment, collateral and the client's
-    ///         bond went to the client.
+    /// @notice The result was not upheld: the client got its payment and any bond back, and the
+    ///         provider lost its collateral (see Slashed).
     event JobRefunded(uint256 indexed jobId, address indexed client, uint256 refund);
-    /// @notice A dispute ended and its bond went to `to`: the provider if the arbiter upheld the
-    ///         result, the client if the arbiter refunded it or never decided (`lapsed`).
-    event DisputeBondReleased(uint256 indexed jobId, address indexed to, uint256 bond, bool lapsed);
+    /// @notice An audit started: drawn at random (`requester` zero) or asked for by the client
+    ///         with `bond`.
+    event AuditStarted(uint256 indexed jobId, address indexed requester, uint256 bond);
+    /// @notice `auditor` must re-run the job and commit to its output before `commitDeadline`;
+    ///         `collateral` of its stake is locked until the audit ends.
+    event AuditorAssigned(
+        uint256 indexed jobId, address indexed auditor, uint8 round, uint256 collateral, uint256 commitDeadline
+    );
+    /// @notice The auditor committed; provider and auditors reveal before `revealDeadline`.
+    event AuditCommitted(uint256 indexed jobId, address indexed auditor, uint256 revealDeadline);
+    /// @notice `party` (the provider or an auditor) opened its commitment.
+    event OutputRevealed(uint256 indexed jobId, address indexed party, bytes32 outputHash);
+    /// @notice Provider and auditor disagree: `finalize` draws a tiebreaker from the hash of
+    ///         block `drawBlock` once a later block exists.
+    event AuditMismatch(uint256 indexed jobId, uint256 drawBlock);
+    /// @notice No other active provider of the class serves the model with enough free stake:
+    ///         a random audit is skipped and the result stands.
+    event AuditSkipped(uint256 indexed jobId);
+    /// @notice The audit ended. `upheld`: the provider's result stands.
+    event AuditEnded(uint256 indexed jobId, bool upheld);
+    /// @notice An auditor was released with `reward` for its work.
+    event AuditorPaid(uint256 indexed jobId, address indexed auditor, uint256 reward);
+    /// @notice `account` lost `amount` of collateral: a provider proven wrong, or an auditor
+    ///         that was wrong or did not answer in time.
+    event Slashed(uint256 indexed jobId, address indexed account, uint256 amount);
     /// @notice The protocol fee changed (applies to jobs posted from now on).
     event FeeSet(uint256 feeBps, address recipient);
     /// @notice `account` published X25519 public key `key` for private jobs; `version` counts
@@ -229,6 +311,21 @@ interface IJobMarket {
     error DeadlineNotPassed(uint256 jobId, uint256 deadline);
     /// @notice A fee above the contract's cap.
     error FeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
+    /// @notice A zero reproducibility class.
+    error InvalidReproClass();
+    /// @notice The block whose hash draws this job's audit is not mined yet: try in a later block.
+    error RandomnessNotReady(uint256 blockNumber, uint256 currentBlock);
+    /// @notice This job was not drawn for a random audit.
+    error NotSelected(uint256 jobId);
+    /// @notice This job was drawn for audit: `startAudit` it instead of settling.
+    error AuditRequired(uint256 jobId);
+    /// @notice The audit is not in the phase this call needs.
+    error InvalidPhase(uint256 jobId, Phase phase);
+    /// @notice Only the auditor of the current round may commit.
+    error NotAuditor(uint256 jobId, address caller);
+    /// @notice The output hash and salt do not open `party`'s commitment, or `party` has
+    ///         nothing to open.
+    error InvalidReveal(uint256 jobId, address party);
     /// @notice Too little gas left to give the arbiter its full ARBITER_GAS: send the dispute
     ///         with a higher gas limit.
     error InsufficientGasForArbiter(uint256 gasLeft, uint256 needed);
@@ -251,7 +348,12 @@ interface IJobMarket {
     /// @notice Become a provider: move `stake` from the internal balance into stake, set a
     ///         minimum price and the models served (full CID bytes). Models and price of an
     ///         earlier registration do not come back.
-    function register(uint96 stake, uint96 minPrice, bytes[] calldata modelCids) external;
+    function register(uint96 stake, uint96 minPrice, bytes32 reproClass, bytes[] calldata modelCids) external;
+
+    /// @notice Change the reproducibility class (active providers without open jobs or audits).
+    function setReproClass(bytes32 reproClass) external;
+
+    /// @notice Change the reproducibility class (active providers without open jobs or audits).
 
     /// @notice Move `amount` from the internal balance into stake.
     function addStake(uint96 amount) external;
@@ -290,33 +392,70 @@ interface IJobMarket {
     /// @notice Claim a posted job; locks collateral from the caller's free stake.
     function claim(uint256 jobId, JobTerms calldata terms) external;
 
-    /// @notice Deliver a claimed job's result (CID bytes and sha256 of the output text). With a
-    ///         dispute window of 0 the provider is paid now; otherwise `settle` pays it once the
-    ///         window has passed without a dispute.
-    function complete(uint256 jobId, JobTerms calldata terms, bytes calldata resultCid, bytes32 outputHash)
+    /// @notice Deliver a claimed job's result: its CID bytes and the commitment to the output
+    ///         (see Result). `settle` pays once the window has passed, unless the job was drawn
+    ///         for audit.
+    function complete(uint256 jobId, JobTerms calldata terms, bytes calldata resultCid, bytes32 commitment)
         external;
 
-    /// @notice Pay the provider of a completed job once its dispute window is over (anyone).
-    function settle(uint256 jobId, JobTerms calldata terms) external;
+    /// @notice Pay the provider of a completed job once its window is over and the job was not
+    ///         drawn for audit (anyone).
+    function settle(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
+
+    /// @notice Whether a completed job was drawn for a random audit: the hash of its completion
+    ///         block, unknown when the provider sent `complete`, decides.
+    function auditSelected(uint256 jobId, JobTerms calldata terms, Result calldata result)
+        external
+        view
+        returns (bool);
+
+    /// @notice Whether a completed job was drawn for a random audit: the hash of its completion
+    ///         block, unknown when the provider sent `complete`, decides.
+
+    /// @notice Start the random audit of a completed job drawn for one (anyone): draws an
+    ///         auditor among the other active providers of the provider's class that serve the
+    ///         model, or settles at once if there is none.
+    function startAudit(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
+
+    /// @notice The current round's auditor commits to its output.
+    function commitAudit(uint256 jobId, bytes32 commitment) external;
+
+    /// @notice Open `party`'s commitment (anyone may carry it: the hash proves it), after the
+    ///         auditor committed. The last reveal of a round decides it.
+    function reveal(
+        uint256 jobId,
+        JobTerms calldata terms,
+        Result calldata result,
+        address party,
+        bytes32 outputHash,
+        bytes32 salt
+    ) external;
+
+    /// @notice Move an audit on (anyone): draw the tiebreaker once its block is mined, or end a
+    ///         phase whose deadline passed (an auditor that did not commit or reveal loses its
+    ///         collateral; a provider that did not reveal is held wrong; a silent tiebreaker
+    ///         sends the job to the arbiter), or end an arbitration the arbiter let lapse (the
+    ///         result stands, the bond goes back).
+    function finalize(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
 
     /// @notice The client cancels a job nobody claimed yet.
     function cancel(uint256 jobId, JobTerms calldata terms) external;
 
     /// @notice End a job whose deadline passed (anyone). Unclaimed: the client is refunded.
-    ///         Claimed and never delivered: the client is refunded and gets the claimer's
-    ///         collateral. Disputed and the arbiter never decided: the result stands, so the
-    ///         provider is paid as by `settle` and the client's bond goes back to the client.
+    ///         Claimed and never delivered: the client is refunded and gets up to the payment
+    ///         again out of the claimer's collateral; the rest goes back to the claimer's stake.
     function expire(uint256 jobId, JobTerms calldata terms) external;
 
-    /// @notice The client disputes a completed job within the dispute window, locking the
-    ///         dispute bond from its internal balance. Needs enough gas to give the arbiter
-    ///         ARBITER_GAS (InsufficientGasForArbiter otherwise).
-    function dispute(uint256 jobId, JobTerms calldata terms) external;
+    /// @notice The client asks for an audit of a completed job within the window, locking the
+    ///         dispute bond. With no auditor to draw, the job goes to the arbiter, which needs
+    ///         enough gas to give it ARBITER_GAS (InsufficientGasForArbiter otherwise).
+    function dispute(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
 
     /// @notice The arbiter decides a disputed job before its arbitration deadline. Provider
-    ///         wins: it is paid and gets the bond. Client wins: it gets payment, the claimer's
-    ///         collateral and its bond back.
-    function resolve(uint256 jobId, JobTerms calldata terms, bool providerWins) external;
+    ///         wins: it is paid (with the bond, less the auditors' rewards). Client wins: it gets
+    ///         payment and bond back, and the provider loses its collateral. Auditors that agreed
+    ///         with the decision are paid; the others lose their collateral.
+    function resolve(uint256 jobId, JobTerms calldata terms, Result calldata result, bool providerWins) external;
 
     /// @notice Owner: set the protocol fee and its recipient for jobs posted from now on (the fee
     ///         is capped by MAX_FEE_BPS; the recipient is neither zero nor the market).

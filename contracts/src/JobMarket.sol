@@ -8,23 +8,30 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IJobMarket} from "./IJobMarket.sol";
-import {IArbiter} from "./IArbiter.sol";
+import {JobAudits} from "./JobAudits.sol";
 
 /// @title JobMarket
 /// @notice Escrow for Hearth inference jobs: clients lock payment when they post, providers lock
 ///         collateral when they claim, clients lock a bond when they dispute, and the rules below
 ///         release all three.
-/// @dev Invariant: token.balanceOf(this) == sum(balance) + sum(stake) + payments of open jobs
-///      + collateral of claimed, completed and disputed jobs + bonds of disputed jobs. Amounts are
+/// @dev Invariant: token.balanceOf(this) == sum(balance) + sum(stake) + auditPool + payments of
+///      open jobs + collateral of claimed, completed, audited and disputed jobs + the collateral
+///      of their drawn auditors + bonds of requested audits. Amounts are
 ///      uint96: the token's fixed supply is below 2**96, so no balance can exceed it. Timestamps
 ///      are uint40 (good for 34,000 years) and every period is at most MAX_PERIOD, so
 ///      `uint40(block.timestamp) + period` cannot overflow.
 ///
-///      When is the provider paid? With a dispute window of 0, at `complete`. With a window, the
-///      payment stays in escrow until `settle` after the window (or the dispute's outcome): a
-///      refund then comes out of escrow, so a client that wins a dispute is made whole even if
-///      the provider has withdrawn everything it had. Paying at `complete` and holding only the
-///      collateral would refund at most the collateral, or need the provider's other funds.
+///      When is the provider paid? After the window (every deployment has one), by `settle`, or
+///      when its audit upholds the result: a refund then comes out of escrow, so a client is made
+///      whole even if the provider has withdrawn everything else it had, and the collateral that
+///      a proven fraud loses is still locked.
+///
+///      Audits: `complete` commits to the output with a salt only the result carries. The hash
+///      of the completion block (unknown to the provider when it sent `complete`) draws a share
+///      auditBps of jobs; an auditor of the same reproducibility class re-runs the job and
+///      commits before anyone reveals; a mismatch draws a tiebreaker (2 of 3 decide) and three
+///      different outputs go to the arbiter. A provider proven wrong loses its whole collateral
+///      (collateralBps of the payment).
 contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -32,24 +39,26 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint16 public constant MAX_FEE_BPS = 1000;
     /// @notice The longest any period (windows, timeouts, delays) may be: 30 days.
     uint256 public constant MAX_PERIOD = 30 days;
-    /// @notice Gas the arbiter's `onDispute` always gets: a dispute with less gas left reverts,
-    ///         so a client cannot silence the arbiter with a tight gas limit.
-    uint256 public constant ARBITER_GAS = 100_000;
-    /// @notice Gas a dispute must still have before calling the arbiter: ARBITER_GAS survives
-    ///         the 63/64 rule, with room for the call itself and what follows it.
-    uint256 public constant ARBITER_GAS_FLOOR = ARBITER_GAS * 64 / 63 + 10_000;
+    /// @notice The highest collateral rate: 100x the payment.
+    uint32 public constant MAX_COLLATERAL_BPS = 1_000_000;
+    /// @notice The highest audit fee: half the payment.
+    uint16 public constant MAX_AUDIT_FEE_BPS = 5000;
+    /// @notice Gas the arbiter's `onDispute` always gets (see JobAudits).
+    uint256 public constant ARBITER_GAS = JobAudits.ARBITER_GAS;
+    /// @notice Gas a call that reaches the arbiter must still have (see JobAudits).
+    uint256 public constant ARBITER_GAS_FLOOR = JobAudits.ARBITER_GAS_FLOOR;
 
     /// @notice The payment token.
     IERC20 public immutable token;
     /// @notice Decides disputes; fixed at deploy so no one can swap it under an open dispute.
     address public immutable arbiter;
     /// @notice Collateral a claimer locks, in basis points of the payment.
-    uint16 public immutable collateralBps;
+    uint32 public immutable collateralBps;
     /// @notice Least collateral a claim locks, whatever the payment.
     uint96 public immutable minCollateral;
-    /// @notice Seconds after completion during which the client may dispute (0: pay at once).
+    /// @notice Seconds after completion during which an audit can be started or requested.
     uint40 public immutable disputeWindow;
-    /// @notice What a client locks to dispute.
+    /// @notice What a client locks to request an audit.
     uint96 public immutable disputeBond;
     /// @notice Seconds the arbiter has to decide; after them the result stands.
     uint40 public immutable arbitrationTimeout;
@@ -59,6 +68,12 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint40 public immutable unbondingDelay;
     /// @notice Least stake a provider must hold to register.
     uint96 public immutable minStake;
+    /// @notice Share of completed jobs audited at random, in basis points.
+    uint16 public immutable auditBps;
+    /// @notice Share of every payment paid into the audit pool, in basis points.
+    uint16 public immutable auditFeeBps;
+    /// @notice Seconds each audit phase may take.
+    uint40 public immutable auditTimeout;
 
     /// @notice Receives the fee of jobs posted from now on, in its internal balance.
     address public feeRecipient;
@@ -69,17 +84,18 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     ///      writes the counter.
     uint80 public nextJobId = 1;
 
-    /// @dev A provider's advertised price and its registration number: models are served only
-    ///      under the registration that added them, so `withdrawStake` clears them all at once.
-    struct ProviderRecord {
-        uint96 minPrice;
-        uint32 registration;
+    /// @notice Funds the auditors of upheld random audits; fed by audit fees and the remainder
+    ///         of slashed collateral.
+    function auditPool() external view returns (uint96) {
+        return _s.auditPool;
     }
 
-    mapping(uint256 jobId => JobSlot) private _jobs;
-    mapping(address account => Account) private _accounts;
-    mapping(address provider => mapping(bytes32 modelKey => uint32 registration)) private _serves;
-    mapping(address provider => ProviderRecord) private _providers;
+    /// @notice A registered provider's reproducibility class.
+    function reproClassOf(address provider) external view returns (bytes32) {
+        return _s.reproClassOf[provider];
+    }
+
+    JobAudits.Store private _s;
 
     /// @dev An account's current X25519 public key for private jobs and how many it has set.
     struct EncryptionKey {
@@ -94,17 +110,22 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @param cfg the market's parameters (see IJobMarket.Config)
     constructor(IERC20 token_, address arbiter_, Config memory cfg) Ownable(msg.sender) {
         if (address(token_) == address(0) || arbiter_ == address(0)) revert ZeroAddress();
-        if (cfg.collateralBps > 10_000) revert InvalidBps(cfg.collateralBps, 10_000);
+        if (cfg.collateralBps > MAX_COLLATERAL_BPS) revert InvalidBps(cfg.collateralBps, MAX_COLLATERAL_BPS);
+        if (cfg.auditBps > 10_000) revert InvalidBps(cfg.auditBps, 10_000);
+        if (cfg.auditFeeBps > MAX_AUDIT_FEE_BPS) revert InvalidBps(cfg.auditFeeBps, MAX_AUDIT_FEE_BPS);
         token = token_;
         arbiter = arbiter_;
-        collateralBps = uint16(cfg.collateralBps);
+        collateralBps = uint32(cfg.collateralBps);
         minCollateral = SafeCast.toUint96(cfg.minCollateral);
-        disputeWindow = _period(cfg.disputeWindow, 0);
+        disputeWindow = _period(cfg.disputeWindow, 1);
         disputeBond = SafeCast.toUint96(cfg.disputeBond);
         arbitrationTimeout = _period(cfg.arbitrationTimeout, 1);
         maxCompletionWindow = _period(cfg.maxCompletionWindow, 1);
         unbondingDelay = _period(cfg.unbondingDelay, 0);
         minStake = SafeCast.toUint96(cfg.minStake);
+        auditBps = uint16(cfg.auditBps);
+        auditFeeBps = uint16(cfg.auditFeeBps);
+        auditTimeout = _period(cfg.auditTimeout, 1);
         feeRecipient = msg.sender;
     }
 
@@ -114,37 +135,49 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @dev A settled job's slot is deleted (the gas refund pays for a good part of its
     ///      completion), so an issued id with an empty slot reads as Settled.
     function getJob(uint256 jobId) external view returns (JobSlot memory job) {
-        job = _jobs[jobId];
+        job = _s.jobs[jobId];
         if (job.state == State.None && jobId != 0 && jobId < nextJobId) job.state = State.Settled;
     }
 
     /// @notice An account's internal balance and provider record.
     function getAccount(address account) external view returns (Account memory) {
-        return _accounts[account];
+        return _s.accounts[account];
     }
 
     /// @notice Whether `provider` is registered and serves the model with this key.
     function serves(address provider, bytes32 modelKey) external view returns (bool) {
-        return _accounts[provider].status != Status.None
-            && _serves[provider][modelKey] == _providers[provider].registration;
+        return _s.accounts[provider].status != Status.None
+            && _s.serves[provider][modelKey] == _s.providers[provider].registration;
     }
 
     /// @notice A registered provider's advertised minimum price (0 when not registered).
     function minPrice(address provider) external view returns (uint256) {
-        return _providers[provider].minPrice;
+        return _s.providers[provider].minPrice;
     }
 
     /// @notice The collateral a claimer locks for a job paying `payment`: collateralBps of it,
     ///         and at least minCollateral.
     function collateralFor(uint96 payment) public view returns (uint96) {
-        // collateralBps <= 10,000, so the share fits in uint96 like the payment.
-        uint96 share = uint96(uint256(payment) * collateralBps / 10_000);
-        return share < minCollateral ? minCollateral : share;
+        return JobAudits.collateralFor(_params(), payment);
     }
 
-    /// @notice The commitment stored for job `jobId` with these terms.
-    function commitmentOf(uint256 jobId, JobTerms memory terms) public pure returns (uint208) {
-        return uint208(uint256(keccak256(abi.encode(jobId, terms))));
+    /// @notice A job's audit (empty when it has none running).
+    function getAudit(uint256 jobId) external view returns (Audit memory) {
+        return _s.audits[jobId];
+    }
+
+    /// @notice The active and unbonding providers registered in a class (auditor candidates).
+    function classMembers(bytes32 reproClass) external view returns (address[] memory) {
+        return _s.classMembers[reproClass];
+    }
+
+    /// @inheritdoc IJobMarket
+    function auditSelected(uint256 jobId, JobTerms calldata terms, Result calldata result)
+        external
+        view
+        returns (bool)
+    {
+        return JobAudits.auditSelected(_s, _params(), jobId, terms, result);
     }
 
     // ---------------------------------------------------------------- balances
@@ -166,7 +199,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc IJobMarket
     function withdraw(uint96 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.balance < amount) revert InsufficientBalance(msg.sender, a.balance, amount);
         a.balance -= amount;
         emit Withdrawn(msg.sender, amount);
@@ -176,21 +209,36 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- providers
 
     /// @inheritdoc IJobMarket
-    function register(uint96 stake, uint96 price, bytes[] calldata modelCids) external nonReentrant {
-        Account storage a = _accounts[msg.sender];
+    function register(uint96 stake, uint96 price, bytes32 reproClass, bytes[] calldata modelCids)
+        external
+        nonReentrant
+    {
+        Account storage a = _s.accounts[msg.sender];
         if (a.status != Status.None) revert ProviderAlreadyRegistered(msg.sender);
+        if (reproClass == bytes32(0)) revert InvalidReproClass();
         if (stake < minStake) revert StakeBelowMinimum(stake, minStake);
         if (a.balance < stake) revert InsufficientBalance(msg.sender, a.balance, stake);
         a.balance -= stake;
         a.stake += stake;
         a.status = Status.Active;
         a.unbondingEnd = 0;
-        ProviderRecord storage pr = _providers[msg.sender];
+        JobAudits.ProviderRecord storage pr = _s.providers[msg.sender];
         uint32 registration = pr.registration + 1;
         pr.registration = registration;
         pr.minPrice = price;
         emit ProviderRegistered(msg.sender, stake, price);
+        _joinClass(reproClass);
         _addModels(modelCids, registration);
+    }
+
+    /// @inheritdoc IJobMarket
+    function setReproClass(bytes32 reproClass) external {
+        Account storage a = _activeProvider();
+        if (reproClass == bytes32(0)) revert InvalidReproClass();
+        // A class change under an open job could leave its audit without same-class auditors.
+        if (a.openJobs != 0) revert ProviderHasOpenJobs(msg.sender, a.openJobs);
+        _leaveClass();
+        _joinClass(reproClass);
     }
 
     /// @inheritdoc IJobMarket
@@ -206,14 +254,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     /// @inheritdoc IJobMarket
     function setPrice(uint96 price) external {
         _activeProvider();
-        _providers[msg.sender].minPrice = price;
+        _s.providers[msg.sender].minPrice = price;
         emit PriceSet(msg.sender, price);
     }
 
     /// @inheritdoc IJobMarket
     function addModels(bytes[] calldata modelCids) external {
         _activeProvider();
-        _addModels(modelCids, _providers[msg.sender].registration);
+        _addModels(modelCids, _s.providers[msg.sender].registration);
     }
 
     /// @inheritdoc IJobMarket
@@ -221,7 +269,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         _activeProvider();
         for (uint256 i = 0; i < modelCids.length; ++i) {
             bytes32 key = keccak256(modelCids[i]);
-            delete _serves[msg.sender][key];
+            delete _s.serves[msg.sender][key];
             emit ModelRemoved(msg.sender, key, modelCids[i]);
         }
     }
@@ -237,7 +285,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     function withdrawStake() external nonReentrant {
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.status != Status.Unbonding) revert ProviderNotUnbonding(msg.sender);
         if (block.timestamp < a.unbondingEnd) revert UnbondingNotOver(a.unbondingEnd, block.timestamp);
         if (a.openJobs != 0) revert ProviderHasOpenJobs(msg.sender, a.openJobs);
@@ -247,7 +295,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         a.status = Status.None;
         a.unbondingEnd = 0;
         // The registration number stays, so the models added under it are no longer served.
-        _providers[msg.sender].minPrice = 0;
+        _s.providers[msg.sender].minPrice = 0;
+        _leaveClass();
         emit StakeWithdrawn(msg.sender, stake);
     }
 
@@ -277,9 +326,9 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobSlot memory job = _load(jobId, terms, State.Posted);
         if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
         if (terms.provider != address(0) && terms.provider != msg.sender) revert NotProvider(jobId, msg.sender);
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.status != Status.Active) revert ProviderNotActive(msg.sender);
-        if (_serves[msg.sender][terms.modelKey] != _providers[msg.sender].registration) {
+        if (_s.serves[msg.sender][terms.modelKey] != _s.providers[msg.sender].registration) {
             revert ModelNotServed(msg.sender, terms.modelKey);
         }
         uint96 collateral = collateralFor(terms.payment);
@@ -291,12 +340,12 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         t.provider = msg.sender;
         // completionWindow <= maxCompletionWindow <= MAX_PERIOD: checked at post, committed since.
         uint40 completionDeadline = uint40(block.timestamp) + terms.completionWindow;
-        _jobs[jobId] = JobSlot(State.Claimed, completionDeadline, commitmentOf(jobId, t));
+        _s.jobs[jobId] = JobSlot(State.Claimed, completionDeadline, JobAudits.commitmentOf(jobId, t));
         emit JobClaimed(jobId, msg.sender, collateral, completionDeadline);
     }
 
     /// @inheritdoc IJobMarket
-    function complete(uint256 jobId, JobTerms calldata terms, bytes calldata resultCid, bytes32 outputHash)
+    function complete(uint256 jobId, JobTerms calldata terms, bytes calldata resultCid, bytes32 commitment)
         external
         nonReentrant
     {
@@ -304,106 +353,88 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (msg.sender != terms.provider) revert NotProvider(jobId, msg.sender);
         if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
         if (resultCid.length == 0) revert EmptyCid();
-        if (disputeWindow == 0) {
-            delete _jobs[jobId];
-            emit JobCompleted(jobId, msg.sender, resultCid, outputHash, block.timestamp);
-            _payProvider(jobId, terms, 0);
-        } else {
-            uint40 disputeDeadline = uint40(block.timestamp) + disputeWindow;
-            _jobs[jobId] = JobSlot(State.Completed, disputeDeadline, job.commitment);
-            emit JobCompleted(jobId, msg.sender, resultCid, outputHash, disputeDeadline);
-        }
+        uint40 disputeDeadline = uint40(block.timestamp) + disputeWindow;
+        // The slot now commits to the result too, so later calls must pass it back unchanged.
+        Result memory r = Result(commitment, uint64(block.number));
+        _s.jobs[jobId] = JobSlot(State.Completed, disputeDeadline, JobAudits.doneCommitment(jobId, terms, r));
+        emit JobCompleted(jobId, msg.sender, resultCid, commitment, disputeDeadline);
     }
 
     /// @inheritdoc IJobMarket
-    function settle(uint256 jobId, JobTerms calldata terms) external nonReentrant {
-        JobSlot memory job = _load(jobId, terms, State.Completed);
-        if (block.timestamp <= job.deadline) revert DeadlineNotPassed(jobId, job.deadline);
-        delete _jobs[jobId];
-        _payProvider(jobId, terms, 0);
+    function settle(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
+        JobAudits.settle(_s, _params(), jobId, terms, result);
+    }
+
+    /// @inheritdoc IJobMarket
+    function startAudit(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
+        JobAudits.startAudit(_s, _params(), jobId, terms, result);
+    }
+
+    /// @inheritdoc IJobMarket
+    function commitAudit(uint256 jobId, bytes32 commitment) external nonReentrant {
+        JobAudits.commitAudit(_s, _params(), jobId, commitment);
+    }
+
+    /// @inheritdoc IJobMarket
+    function reveal(
+        uint256 jobId,
+        JobTerms calldata terms,
+        Result calldata result,
+        address party,
+        bytes32 outputHash,
+        bytes32 salt
+    ) external nonReentrant {
+        JobAudits.reveal(_s, _params(), jobId, terms, result, party, outputHash, salt);
+    }
+
+    /// @inheritdoc IJobMarket
+    function finalize(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
+        JobAudits.finalize(_s, _params(), jobId, terms, result);
+    }
+
+    /// @inheritdoc IJobMarket
+    function dispute(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
+        JobAudits.dispute(_s, _params(), jobId, terms, result);
+    }
+
+    /// @inheritdoc IJobMarket
+    function resolve(uint256 jobId, JobTerms calldata terms, Result calldata result, bool providerWins)
+        external
+        nonReentrant
+    {
+        JobAudits.resolve(_s, _params(), jobId, terms, result, providerWins);
     }
 
     /// @inheritdoc IJobMarket
     function cancel(uint256 jobId, JobTerms calldata terms) external nonReentrant {
         JobSlot memory job = _load(jobId, terms, State.Posted);
         if (msg.sender != terms.client) revert NotClient(jobId, msg.sender);
-        _jobs[jobId] = JobSlot(State.Cancelled, 0, job.commitment);
-        _accounts[terms.client].balance += terms.payment;
+        _s.jobs[jobId] = JobSlot(State.Cancelled, 0, job.commitment);
+        _s.accounts[terms.client].balance += terms.payment;
         emit JobCancelled(jobId, terms.client);
     }
 
     /// @inheritdoc IJobMarket
     function expire(uint256 jobId, JobTerms calldata terms) external nonReentrant {
         JobSlot memory job = _slot(jobId, terms);
-        if (job.state != State.Posted && job.state != State.Claimed && job.state != State.Disputed) {
-            revert InvalidState(jobId, job.state);
-        }
+        if (job.state != State.Posted && job.state != State.Claimed) revert InvalidState(jobId, job.state);
         if (block.timestamp <= job.deadline) revert DeadlineNotPassed(jobId, job.deadline);
-        if (job.state == State.Disputed) {
-            // The arbiter never decided: the result stands. The provider is paid as if nobody
-            // had disputed, and the client, not shown wrong either, gets its bond back.
-            delete _jobs[jobId];
-            uint96 bond = disputeBond;
-            _accounts[terms.client].balance += bond;
-            emit DisputeBondReleased(jobId, terms.client, bond, true);
-            _payProvider(jobId, terms, 0);
-            return;
-        }
-        _jobs[jobId] = JobSlot(State.Expired, 0, job.commitment);
+        _s.jobs[jobId] = JobSlot(State.Expired, 0, job.commitment);
         uint96 refund = terms.payment;
         uint96 slashed = 0;
         if (job.state == State.Claimed) {
-            // The claimer never delivered: its collateral compensates the client.
-            _accounts[terms.provider].openJobs -= 1;
-            slashed = collateralFor(terms.payment);
+            // The claimer never delivered: the client gets up to the payment again out of its
+            // collateral. Not all of it: the collateral is sized to punish fraud, and a crashed
+            // node is not a fraud.
+            Account storage p = _s.accounts[terms.provider];
+            p.openJobs -= 1;
+            uint96 collateral = collateralFor(terms.payment);
+            slashed = collateral < terms.payment ? collateral : terms.payment;
+            p.stake += collateral - slashed;
             refund += slashed;
         }
-        _accounts[terms.client].balance += refund;
+        _s.accounts[terms.client].balance += refund;
         emit JobExpired(jobId, terms.client, refund, slashed);
-    }
-
-    /// @inheritdoc IJobMarket
-    function dispute(uint256 jobId, JobTerms calldata terms) external nonReentrant {
-        JobSlot memory job = _load(jobId, terms, State.Completed);
-        if (msg.sender != terms.client) revert NotClient(jobId, msg.sender);
-        if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
-        uint96 bond = disputeBond;
-        Account storage c = _accounts[msg.sender];
-        if (c.balance < bond) revert InsufficientBalance(msg.sender, c.balance, bond);
-        c.balance -= bond;
-        uint40 arbitrationDeadline = uint40(block.timestamp) + arbitrationTimeout;
-        _jobs[jobId] = JobSlot(State.Disputed, arbitrationDeadline, job.commitment);
-        emit JobDisputed(jobId, msg.sender, bond, arbitrationDeadline);
-        if (arbiter.code.length != 0) {
-            // After every state change, with a fixed gas allowance the caller cannot shrink: an
-            // arbiter that reverts, burns its gas or re-enters (every mutating entry point is
-            // nonReentrant) cannot block or bend the dispute, and always hears of it.
-            uint256 left = gasleft();
-            if (left < ARBITER_GAS_FLOOR) revert InsufficientGasForArbiter(left, ARBITER_GAS_FLOOR);
-            try IArbiter(arbiter).onDispute{gas: ARBITER_GAS}(address(this), jobId, terms.client, terms.provider) {}
-                catch {}
-        }
-    }
-
-    /// @inheritdoc IJobMarket
-    function resolve(uint256 jobId, JobTerms calldata terms, bool providerWins) external nonReentrant {
-        if (msg.sender != arbiter) revert NotArbiter(msg.sender);
-        JobSlot memory job = _load(jobId, terms, State.Disputed);
-        // One cutoff: the arbiter decides up to the deadline, `expire` applies only after it.
-        if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
-        uint96 bond = disputeBond;
-        if (providerWins) {
-            delete _jobs[jobId];
-            emit DisputeBondReleased(jobId, terms.provider, bond, false);
-            _payProvider(jobId, terms, bond);
-        } else {
-            _jobs[jobId] = JobSlot(State.Refunded, 0, job.commitment);
-            _accounts[terms.provider].openJobs -= 1;
-            uint96 refund = terms.payment + collateralFor(terms.payment) + bond;
-            _accounts[terms.client].balance += refund;
-            emit DisputeBondReleased(jobId, terms.client, bond, false);
-            emit JobRefunded(jobId, terms.client, refund);
-        }
     }
 
     /// @inheritdoc IJobMarket
@@ -441,6 +472,20 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- internals
 
+    function _params() private view returns (JobAudits.Params memory) {
+        return JobAudits.Params(
+            arbiter,
+            collateralBps,
+            minCollateral,
+            disputeBond,
+            arbitrationTimeout,
+            auditTimeout,
+            auditBps,
+            auditFeeBps,
+            nextJobId
+        );
+    }
+
     function _period(uint256 value, uint256 minValue) private pure returns (uint40) {
         if (value < minValue || value > MAX_PERIOD) revert InvalidPeriod(value, minValue, MAX_PERIOD);
         return uint40(value);
@@ -448,7 +493,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     function _deposit(uint96 amount) private {
         if (amount == 0) revert ZeroAmount();
-        _accounts[msg.sender].balance += amount;
+        _s.accounts[msg.sender].balance += amount;
         emit Deposited(msg.sender, amount);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -467,7 +512,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         if (p.completionWindow == 0 || p.completionWindow > maxCompletionWindow) {
             revert InvalidCompletionWindow(p.completionWindow, maxCompletionWindow);
         }
-        Account storage a = _accounts[msg.sender];
+        Account storage a = _s.accounts[msg.sender];
         if (a.balance < p.payment) revert InsufficientBalance(msg.sender, a.balance, p.payment);
         a.balance -= p.payment;
 
@@ -479,7 +524,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobTerms memory t = JobTerms(
             msg.sender, p.payment, p.provider, p.completionWindow, fee, recipient, keccak256(p.modelCid), salt
         );
-        _jobs[jobId] = JobSlot(State.Posted, p.claimDeadline, commitmentOf(jobId, t));
+        _s.jobs[jobId] = JobSlot(State.Posted, p.claimDeadline, JobAudits.commitmentOf(jobId, t));
         emit JobPosted(
             jobId,
             msg.sender,
@@ -495,22 +540,28 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         );
     }
 
-    /// @dev Pays a finished job: payment less fee (plus `extra`, a dispute bond) to the
-    ///      provider, the fee to the job's fee recipient, the collateral back into stake.
-    function _payProvider(uint256 jobId, JobTerms calldata terms, uint96 extra) private {
-        // feeBps <= MAX_FEE_BPS (committed at post), so the fee is below the payment.
-        uint96 fee = uint96(uint256(terms.payment) * terms.feeBps / 10_000);
-        uint96 toProvider = terms.payment - fee;
-        Account storage p = _accounts[terms.provider];
-        p.balance += toProvider + extra;
-        p.stake += collateralFor(terms.payment);
-        p.openJobs -= 1;
-        if (fee != 0) _accounts[terms.feeRecipient].balance += fee;
-        emit JobSettled(jobId, terms.provider, toProvider, fee);
+    function _joinClass(bytes32 reproClass) private {
+        _s.classMembers[reproClass].push(msg.sender);
+        _s.classIndex[msg.sender] = _s.classMembers[reproClass].length;
+        _s.reproClassOf[msg.sender] = reproClass;
+        emit ReproClassSet(msg.sender, reproClass);
+    }
+
+    /// @dev Swap-and-pop out of the class list.
+    function _leaveClass() private {
+        uint256 idx = _s.classIndex[msg.sender];
+        if (idx == 0) return;
+        address[] storage members = _s.classMembers[_s.reproClassOf[msg.sender]];
+        address last = members[members.length - 1];
+        members[idx - 1] = last;
+        _s.classIndex[last] = idx;
+        members.pop();
+        delete _s.classIndex[msg.sender];
+        delete _s.reproClassOf[msg.sender];
     }
 
     function _slot(uint256 jobId, JobTerms calldata terms) private view returns (JobSlot memory job) {
-        job = _jobs[jobId];
+        job = _s.jobs[jobId];
         if (job.state == State.None) {
             // Settled jobs free their slot; say so instead of "unknown".
             if (jobId != 0 && jobId < nextJobId) revert InvalidState(jobId, State.Settled);
@@ -525,7 +576,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     }
 
     function _activeProvider() private view returns (Account storage a) {
-        a = _accounts[msg.sender];
+        a = _s.accounts[msg.sender];
         if (a.status != Status.Active) revert ProviderNotActive(msg.sender);
     }
 
@@ -533,7 +584,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         for (uint256 i = 0; i < modelCids.length; ++i) {
             if (modelCids[i].length == 0) revert EmptyCid();
             bytes32 key = keccak256(modelCids[i]);
-            _serves[msg.sender][key] = registration;
+            _s.serves[msg.sender][key] = registration;
             emit ModelAdded(msg.sender, key, modelCids[i]);
         }
     }

@@ -27,8 +27,14 @@ contract SimpleArbiter is IArbiter {
     }
 
     /// @notice Decide a disputed job of `market`.
-    function decide(IJobMarket market, uint256 jobId, IJobMarket.JobTerms calldata terms, bool providerWins) external {
+    function decide(
+        IJobMarket market,
+        uint256 jobId,
+        IJobMarket.JobTerms calldata terms,
+        IJobMarket.Result calldata result,
+        bool providerWins
+    ) external {
         if (msg.sender != owner) revert NotOwner(msg.sender);
-        market.resolve(jobId, terms, providerWins);
+        market.resolve(jobId, terms, result, providerWins);
     }
 }

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hearth.dev.localnet import Localnet
 
@@ -17,6 +18,17 @@ DEFAULT_PROMPT = "What is the capital of France? Answer in one word."
 
 def log(msg: str) -> None:
     print(f"[demo] {msg}", file=sys.stderr, flush=True)
+
+
+def wait_paid(net: Localnet, job_id: int, timeout: float = 30) -> Any:
+    """The job's JobSettled log once the node has settled it, or None."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        logs = net.market.logs("JobSettled", net.deployment.deploy_block, "latest", jobId=job_id)
+        if logs:
+            return logs[0]
+        time.sleep(0.5)
+    return None
 
 
 def main() -> int:
@@ -41,7 +53,7 @@ def main() -> int:
         out = json.loads(sub.stdout)
         node_view = node.get(f"/jobs/{out['job_id']}")
         w3 = net.w3
-        print(f"\nAnswer (verified against result CID and on-chain hash): {out['output'].strip()}\n")
+        print(f"\nAnswer (verified against result CID and on-chain commitment): {out['output'].strip()}\n")
         print(f"job {out['job_id']}  provider {out['provider']}")
         print(f"  result  {out['result_cid']}  sha256(output) {out['output_sha256']}")
         print("  client timeline:")
@@ -59,6 +71,12 @@ def main() -> int:
             seen.add(tx)
             gas = w3.eth.get_transaction_receipt(tx)["gasUsed"]
             print(f"    {name:10} {tx}  {gas} gas")
+        # The provider is paid after the audit window (a few seconds on the devnet), by its node.
+        paid = wait_paid(net, int(out["job_id"]))
+        if paid is not None:
+            gas = w3.eth.get_transaction_receipt(paid["transactionHash"])["gasUsed"]
+            print(f"    {'settled':10} 0x{bytes(paid['transactionHash']).hex()}  {gas} gas  (provider paid "
+                  f"{paid['args']['providerAmount'] / 10**18:g} HRT after the audit window)")
         print(f"\ndone in {time.monotonic() - t0:.1f}s")
         return 0
     return 1

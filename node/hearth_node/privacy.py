@@ -64,10 +64,6 @@ class JobKeys:
             return result
         return sealed.seal_result(result, key, self.chain_id, self.market.address, job.job_id).to_bytes()
 
-    def output_hash(self, job: PostedJob, output: str) -> bytes:
-        """The `outputHash` to complete with (a keyed commitment for a private job)."""
-        return sealed.chain_output_hash(output, self.key(job))
-
     def forget(self, job_id: int) -> None:
         """The job is over here."""
         with self._lock:

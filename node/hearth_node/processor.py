@@ -21,16 +21,17 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
-from hearth.chain.types import PostedJob
+from hearth.chain.types import PostedJob, result_commitment
 from hearth.errors import ChainError, HearthError
 from hearth.formats.cid import CID
-from hearth.formats.jobspec import JobSpec, parse_spec, result_body
+from hearth.formats.jobspec import JobSpec, output_hash, parse_spec, result_body
 from hearth.formats.receipt import sign_result
 from hearth.ipfs.kubo import KuboClient
 from hearth.settings import crash_point_name
 
 from hearth_node import guardian
 from hearth_node.admission import Ledger, Pending
+from hearth_node.audits import delivered_output, secret_salt
 from hearth_node.journal import TERMINAL, Journal, posted_to_dict
 from hearth_node.modelstore import ModelStore
 from hearth_node.privacy import JobKeys
@@ -278,8 +279,7 @@ class Processor:
                     runner.measure()
 
     def _release(self, job_id: int) -> None:
-        """The job is over here (delivered, ended, or never claimed): free its ledger entry and
-        any lease it still holds."""
+        """The job is over here (delivered, ended, never claimed): free its ledger entry, lease, key."""
         had, runner = self.ledger.release(job_id)
         self.keys.forget(job_id)
         if runner is not None:
@@ -400,14 +400,14 @@ class Processor:
             spec = spec or self._load_spec(job)[0]
             body = result_body(
                 job_id=job.job_id, chain_id=self.chain_id, market=self.market.address,
-                spec_cid=str(job.spec_cid), output=r.output, finish_reason=r.finish_reason,
+                spec_cid=str(job.spec_cid), output=delivered_output(r.output), finish_reason=r.finish_reason,
                 usage={"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
                 model_sha256=spec.model_sha256, engine=self.engine, params=spec.params.as_dict(),
                 timings={"inference_seconds": round(r.seconds, 4), "tokens_per_second": round(r.tokens_per_second, 2)},
-                provider=self.address,
+                provider=self.address, commit_salt=secret_salt(self.account, job.job_id, "result"),
             )
-            result = self.keys.seal_result(job, sign_result(self.account, body).to_bytes())  # private: to the client
-            result_cid = self.ipfs.add(result, pin=True)
+            # a private job's result is sealed under its key (to the client)
+            result_cid = self.ipfs.add(self.keys.seal_result(job, sign_result(self.account, body).to_bytes()), pin=True)
             self.journal.advance(job.job_id, "uploaded", result_cid=str(result_cid))
             crash_point("uploaded")
             rec = self.journal.get(job.job_id)
@@ -433,14 +433,15 @@ class Processor:
             assert rec is not None
         result_cid_bytes = CID.parse(rec.data["result_cid"]).to_bytes()
         terms = job.terms.with_provider(self.address)
-        fn = self.market.fn("complete", job.job_id, terms.as_tuple(), result_cid_bytes, self.keys.output_hash(job, r.output))
+        commitment = result_commitment(job.job_id, self.address, output_hash(delivered_output(r.output)),
+                                       secret_salt(self.account, job.job_id, "result"))
+        fn = self.market.fn("complete", job.job_id, terms.as_tuple(), result_cid_bytes, commitment)
         tx = self.submitter.prepare_or_end(job.job_id, fn, "expired")
         if tx is None:
             self._release(job.job_id)
             return
         self.submitter.send_step(job.job_id, "complete", tx)
         self._release(job.job_id)
-        self.metrics.earnings += job.payment - job.payment * job.fee_bps // 10_000
 
     # ------------------------------------------------------------------ recovery
 

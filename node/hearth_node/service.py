@@ -23,13 +23,14 @@ from hearth.models import resolve
 
 from hearth_node import guardian
 from hearth_node.api import create_app
+from hearth_node.audits import Audits, repro_class
 from hearth_node.config import NodeSettings
 from hearth_node.journal import Journal
 from hearth_node.modelstore import ModelStore
 from hearth_node.privacy import ensure_encryption_key
 from hearth_node.processor import Processor
 from hearth_node.remotepin import Publisher
-from hearth_node.runner import RunnerPool
+from hearth_node.runner import RunnerPool, default_threads
 from hearth_node.watcher import Watcher
 
 log = logging.getLogger("hearth.node")
@@ -91,6 +92,8 @@ class NodeService:
             RunnerPool(s.model_memory_budget, s.n_ctx, s.n_threads, s.n_gpu_layers),
             policy, model_shas, d.chain_id,
         )
+        self.audits = Audits(self.processor, s.network == "devnet")
+        self.repro_class = repro_class(self.processor.engine, s.n_ctx, s.n_threads or default_threads(), s.n_gpu_layers)
         pins = RemotePins.from_config(
             s.pin_service_url, s.pin_service_token.get_secret_value() if s.pin_service_token else None, s.pin_gateway,
             s.pin_kubo_api, s.pin_kubo_token.get_secret_value() if s.pin_kubo_token else None, s.pin_origin)
@@ -107,6 +110,8 @@ class NodeService:
         """On the devnet, register with stake and models if needed; elsewhere, explain what to run."""
         acct = self.market.account(self.account.address)
         missing = [c for c in self.model_cids if not self.market.serves(self.account.address, c.to_bytes())]
+        if acct.status == "Active":
+            self._ensure_class(acct.open_jobs)
         if acct.status == "Active" and not missing:
             return
         if self.settings.network != "devnet":
@@ -121,11 +126,24 @@ class NodeService:
                 sender.transact(self.market.token.functions.approve(self.market.address, need - acct.balance))
                 sender.transact(self.market.fn("deposit", need - acct.balance))
             sender.transact(self.market.fn(
-                "register", need, self.settings.min_price, [c.to_bytes() for c in self.model_cids]
+                "register", need, self.settings.min_price, self.repro_class, [c.to_bytes() for c in self.model_cids]
             ))
             log.info("registered provider %s with %d HRT stake", self.account.address, need // TOKEN)
         elif missing:
             sender.transact(self.market.fn("addModels", [c.to_bytes() for c in missing]))
+
+    def _ensure_class(self, open_jobs: int) -> None:
+        """Declare this node's reproducibility class if the chain has another one: audits compare
+        outputs only within a class, so a stale class would have this node judged by (and judge)
+        nodes whose outputs can differ from its own for honest reasons."""
+        onchain = bytes(self.market.call(self.market.contract.functions.reproClassOf(self.account.address)))
+        if onchain == self.repro_class:
+            return
+        if open_jobs:
+            log.warning("reproducibility class changed, but %d jobs are open: it is set at the next start", open_jobs)
+            return
+        self.sender.transact(self.market.fn("setReproClass", self.repro_class))
+        log.info("reproducibility class set to %s", self.repro_class.hex())
 
     def start(self) -> None:
         """Register if needed, start the pipeline and the API."""
@@ -134,6 +152,7 @@ class NodeService:
         ensure_encryption_key(self.market, self.sender, self.account)  # private jobs are sealed to it
         threading.Thread(target=self._preload, name="preload", daemon=True).start()
         self.watcher.start()
+        self.audits.start()
         config = uvicorn.Config(
             create_app(self), host=self.settings.api_host, port=self.api_port, log_level="warning"
         )
@@ -159,6 +178,7 @@ class NodeService:
         if self._server_thread is not None:
             self._server_thread.join(timeout=10)
         self.watcher.stop()
+        self.audits.stop()
         self.processor.stop()
         self.processor.runners.close(timeout=10)  # a job still decoding keeps its model until it ends
         if self.processor.publisher is not None:

@@ -20,7 +20,6 @@ from hearth.chain.types import PostedJob, posted_from_event
 from hearth.errors import IPFSError, VerificationError
 from hearth.formats.cid import CID, DAG_PB, decode_pb_node, unixfs_data
 from hearth.formats.jobspec import JobSpec, parse_spec
-from hearth.formats.sealed import chain_output_hash
 from hearth.ipfs.fetch import MAX_BLOCK, BlockSource, verify_block
 from hearth.ipfs.kubo import KuboClient
 from hearth.models import all_models
@@ -111,7 +110,7 @@ def reexecute(market: Market, ipfs: KuboClient, job_id: int, cache: Path | None 
             local = runner.run(spec)
         finally:
             runner.close()
-    local_hash = chain_output_hash(local.output, key).hex()  # a keyed commitment for a private job
+    local_hash = output_hash(local.output).hex()
     return {"job_id": job_id, "match": local_hash == vr.output_hash, "local_sha256": local_hash,
             "onchain_sha256": vr.output_hash, "local_output": local.output, "provider_output": vr.result.output,
             "model_cid": str(cid)}

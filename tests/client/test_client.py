@@ -8,12 +8,15 @@ from pathlib import Path
 
 from eth_account import Account
 from hearth.chain.sender import Sender
+from hearth.chain.types import result_commitment
 from hearth.dev.devnet import dev_account
 from hearth.dev.localnet import Localnet
 from hearth.formats.cid import CID
 from hearth.formats.jobspec import output_hash, result_body
 from hearth.formats.receipt import sign_result
 from hearth.ipfs.kubo import KuboClient
+
+from tests.waits import wait_settled
 
 PROMPT = "What is the capital of France? Answer in one word."
 UNUSED_PROVIDER = dev_account(5).address
@@ -29,7 +32,9 @@ def test_submit_prints_verified_answer_and_job_settles(env: Localnet) -> None:
     r = env.hearth("job", "submit", "--model", "smollm2-135m", "--prompt", PROMPT)
     assert r.returncode == 0, r.stderr
     assert "Paris" in r.stdout
-    assert "posted" in r.stderr and "claimed by" in r.stderr and "settled" in r.stderr
+    assert "posted" in r.stderr and "claimed by" in r.stderr and "completed" in r.stderr
+    assert "audit window closes" in r.stderr and "hearth job dispute 1" in r.stderr
+    wait_settled(env.market, 1)  # the node settles after the window
     status = env.hearth_json("job", "status", "1")
     assert status["state"] == "Settled"
     verify = env.hearth("job", "verify", "1")
@@ -87,17 +92,18 @@ def _forge(env: Localnet, job_id: int, provider_idx: int, output: str) -> None:
 
     s.transact(m.token.functions.approve(m.address, 100 * 10**18))
     s.transact(m.fn("deposit", 100 * 10**18))
-    s.transact(m.fn("register", 50 * 10**18, 0, [CID.parse(bundled().cid).to_bytes()]))
+    s.transact(m.fn("register", 50 * 10**18, 0, b"forger".ljust(32, b"\0"), [CID.parse(bundled().cid).to_bytes()]))
     terms = m.current_terms(job_id)
     s.transact(m.fn("claim", job_id, terms.as_tuple()))
     body = result_body(job_id=job_id, chain_id=11155111, market=m.address,
                        spec_cid=str(m.posted(job_id).spec_cid), output=output, finish_reason="stop",
                        usage={"prompt_tokens": 1, "completion_tokens": 1}, model_sha256=bundled().sha256,
-                       engine={"name": "forged"}, params={}, timings={}, provider=acct.address)
+                       engine={"name": "forged"}, params={}, timings={}, provider=acct.address,
+                       commit_salt=bytes(32))
     with KuboClient(env.ipfs_api) as k:
         cid = k.add(sign_result(acct, body).to_bytes())
-    s.transact(m.fn("complete", job_id, terms.with_provider(acct.address).as_tuple(), cid.to_bytes(),
-                    output_hash(output)))
+    commitment = result_commitment(job_id, acct.address, output_hash(output), bytes(32))
+    s.transact(m.fn("complete", job_id, terms.with_provider(acct.address).as_tuple(), cid.to_bytes(), commitment))
 
 
 def test_verify_fails_for_forged_result(env: Localnet) -> None:

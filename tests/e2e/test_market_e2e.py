@@ -1,6 +1,9 @@
 """The whole market with several parties, on a Sepolia-like chain (1-second blocks): two
 provider nodes as separate processes, two clients, 20 jobs; one node killed mid-run and
-restarted. Every job settles exactly once and every token is where it should be."""
+restarted. The market audits 10% of jobs (the devnet default), so the two nodes audit each
+other now and then. Every job settles exactly once and every token is where it should be: each
+provider holds what its jobs paid (less the audit fee) plus its audit rewards, and the audit pool
+holds the fees less the rewards."""
 
 from __future__ import annotations
 
@@ -60,12 +63,28 @@ def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
         assert time.monotonic() < deadline, {j: m.job(j).state for j in posted}
         time.sleep(1)
     ipfs.close()
+    audit_fee_bps = int(m.call(m.contract.functions.auditFeeBps()))
     earned: Counter[str] = Counter()
+    fees = rewards = 0
     for j, payment in posted.items():
-        settled = m.logs("JobSettled", m.deploy_block, "latest", jobId=j)
+        history = m.history(j)
+        settled = [ev for n, ev in history if n == "JobSettled"]
         assert len(settled) == 1, f"job {j} settled {len(settled)} times"
-        assert settled[0]["args"]["providerAmount"] == payment
-        earned[settled[0]["args"]["provider"]] += payment
+        fee = payment * audit_fee_bps // 10_000
+        assert settled[0]["args"]["providerAmount"] == payment - fee
+        assert settled[0]["args"]["auditFee"] == fee
+        earned[settled[0]["args"]["provider"]] += payment - fee
+        fees += fee
+        for n, ev in history:
+            if n == "AuditorPaid":
+                earned[ev["args"]["auditor"]] += ev["args"]["reward"]
+                rewards += ev["args"]["reward"]
+            assert n != "Slashed", f"an honest party was slashed on job {j}"
+    for a in PROVIDERS:  # an auditor's collateral is back once its audit ended
+        wait = time.monotonic() + 60
+        while m.account(dev_account(a).address).open_jobs:
+            assert time.monotonic() < wait
+            time.sleep(0.5)
     for a in PROVIDERS:
         addr = dev_account(a).address
         acct = m.account(addr)
@@ -75,8 +94,10 @@ def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
         addr = dev_account(c).address
         total = m.account(addr).balance + m.token_balance(addr)
         assert sum(start[c]) - total == paid_by[c], f"client {c} paid exactly its jobs"
-    assert sum(earned.values()) == sum(posted.values())
-    # market invariant: with no open job, it holds exactly the internal balances and stakes
+    assert sum(earned.values()) + fees - rewards == sum(posted.values())
+    pool = int(m.call(m.contract.functions.auditPool()))
+    assert pool == fees - rewards
+    # market invariant: with no open job, it holds exactly the internal balances, stakes and pool
     everyone = {dev_account(i).address for i in range(10)}
     owed = sum(m.account(a).balance + m.account(a).stake for a in everyone)
-    assert m.token_balance(m.address) == owed
+    assert m.token_balance(m.address) == owed + pool

@@ -44,7 +44,8 @@ def result_dict() -> dict[str, Any]:
     body = result_body(job_id=7, chain_id=11155111, market="0x" + "12" * 20, spec_cid=MODEL_CID, output="Apple.",
                        finish_reason="stop", usage={"prompt_tokens": 5, "completion_tokens": 2}, model_sha256=MODEL_SHA,
                        engine={"name": "llama.cpp"}, params=Params().as_dict(),
-                       timings={"inference_seconds": 0.25, "tokens_per_second": 8}, provider=PROVIDER.address)
+                       timings={"inference_seconds": 0.25, "tokens_per_second": 8}, provider=PROVIDER.address,
+                       commit_salt=bytes(32))
     d: dict[str, Any] = json.loads(sign_result(PROVIDER, body).to_bytes())
     return d
 
@@ -271,7 +272,7 @@ def test_a_minimal_result_still_parses() -> None:
     # What a dishonest but well-formed provider may send (tests/client forges exactly this).
     body = result_body(job_id=1, chain_id=1, market="0x" + "ab" * 20, spec_cid=MODEL_CID, output="Berlin",
                        finish_reason="stop", usage={}, model_sha256=MODEL_SHA, engine={"name": "forged"},
-                       params={}, timings={}, provider=PROVIDER.address)
+                       params={}, timings={}, provider=PROVIDER.address, commit_salt=bytes(32))
     signed = sign_result(PROVIDER, body)
     assert parse_result(signed.to_bytes()) == signed
 

@@ -25,6 +25,8 @@ from hearth.dev.procs import free_port, stop_proc, wait_until
 from hearth.formats.units import TOKEN
 from hearth.models import BUNDLED_NAME
 
+from tests.waits import wait_settled
+
 QUESTION = "What is the capital of France? Answer in one word."
 KEY = "sk-hearth-test"
 CLIENT = dev_account(2).address  # the gateways' default account
@@ -125,10 +127,10 @@ def test_chat_completion_answers_paris_through_a_paid_settled_job(net: Localnet,
     assert resp.usage.completion_tokens > 0 and resp.usage.total_tokens > resp.usage.completion_tokens
     job_id = resp.model_extra["hearth"]["job_id"]
     assert resp.id == f"chatcmpl-hearth-{job_id}"
+    wait_settled(net.market, job_id)
     names = [n for n, _ in net.market.history(job_id)]
     assert names[0] == "JobPosted" and "JobCompleted" in names and "JobSettled" in names
     assert net.market.posted(job_id).client == CLIENT
-    assert net.market.job(job_id).state == "Settled"
     assert before - _total(net) == PAYMENT  # paid from the serving account, exactly once
 
 
@@ -145,7 +147,7 @@ def test_streaming_gives_the_same_text_and_a_usage_chunk(net: Localnet, gw: Gate
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
     job_id = chunks[0].model_extra["hearth"]["job_id"]
     assert job_id != plain.model_extra["hearth"]["job_id"]  # a job of its own
-    assert net.market.job(job_id).state == "Settled"
+    wait_settled(net.market, job_id)
 
 
 def test_raw_completion_plain_and_streamed_over_http(gw: Gateway) -> None:

@@ -9,10 +9,13 @@ import time
 import httpx
 import pytest
 from eth_utils import function_abi_to_4byte_selector
+from hearth.chain.types import result_commitment
 from hearth.dev.localnet import Localnet
 from hearth.formats.cid import CID
 from hearth.ipfs.kubo import KuboClient
 from hearth.jobs import fetch_result
+
+from tests.waits import wait_settled
 
 PROMPT = "What is the capital of France? Answer in one word."
 
@@ -31,12 +34,13 @@ def test_job_is_claimed_run_and_completed_with_matching_hash(env: Localnet) -> N
     out = submit(env, "--public")  # a private job's output hash is keyed (tests/node/test_privacy.py)
     assert "Paris" in out["output"]
     job_id = out["job_id"]
-    assert env.market.job(job_id).state == "Settled"
-    # the on-chain output hash is the sha256 of the output in the result on IPFS
+    wait_settled(env.market, job_id)  # by the node, after the audit window
+    # the on-chain commitment opens with the sha256 of the output in the result on IPFS and its salt
     ev = env.market.logs("JobCompleted", env.market.deploy_block, "latest", jobId=job_id)[0]["args"]
     with KuboClient(env.ipfs_api) as k:
         vr = fetch_result(env.market, k, job_id)
-    assert hashlib.sha256(vr.result.output.encode()).digest() == bytes(ev["outputHash"])
+    digest = hashlib.sha256(vr.result.output.encode()).digest()
+    assert result_commitment(job_id, vr.provider, digest, vr.result.commit_salt) == bytes(ev["commitment"])
     assert str(CID.parse(bytes(ev["resultCid"]))) == out["result_cid"]
     view = node.get(f"/jobs/{job_id}")
     assert view["step"] == "completed"
@@ -66,7 +70,7 @@ def test_crash_at_each_step_completes_exactly_once(env: Localnet, crash_at: str)
     assert node.proc.returncode == 137
     node2 = env.start_node()
     node2.wait_job(job_id, ("completed",))
-    assert env.market.job(job_id).state == "Settled"
+    wait_settled(env.market, job_id)
     assert len(env.market.logs("JobClaimed", env.market.deploy_block, "latest", jobId=job_id)) == 1
     assert len(env.market.logs("JobCompleted", env.market.deploy_block, "latest", jobId=job_id)) == 1
     # never a transaction twice: the provider sent registration txs, one claim and one complete
@@ -94,7 +98,7 @@ def test_real_sigkill_during_inference_then_restart(env: Localnet) -> None:
     env.kill_node(node)  # SIGKILL while the model runs
     node2 = env.start_node()
     node2.wait_job(job_id, ("completed",))
-    assert env.market.job(job_id).state == "Settled"
+    wait_settled(env.market, job_id)
 
 
 def test_catch_up_after_node_downtime(env: Localnet) -> None:
@@ -116,7 +120,7 @@ def test_rpc_down_30s_then_back(env: Localnet) -> None:
     env.restart_anvil()
     job_id = post_only(env)
     node.wait_job(job_id, ("completed",), timeout=90)
-    assert env.market.job(job_id).state == "Settled"
+    wait_settled(env.market, job_id)
 
 
 def test_tampered_spec_is_never_claimed(env: Localnet) -> None:

@@ -14,7 +14,20 @@ from web3.types import TxReceipt
 from hearth.chain import artifacts
 from hearth.chain.revert import as_contract_error
 from hearth.chain.rpc import LogSpan, RetryingHTTPProvider
-from hearth.chain.types import PROVIDER_STATUS, STATES, ZERO_ADDRESS, Account, JobSlot, JobTerms, PostedJob, posted_from_event
+from hearth.chain.types import (
+    PHASES,
+    PROVIDER_STATUS,
+    STATES,
+    ZERO_ADDRESS,
+    Account,
+    AuditRecord,
+    Completion,
+    JobSlot,
+    JobTerms,
+    PostedJob,
+    completion_from_event,
+    posted_from_event,
+)
 from hearth.errors import ChainError
 
 
@@ -37,6 +50,15 @@ def connect(rpc_url: str, timeout: float = 10.0, retry_budget: float = 60.0) -> 
     return w3
 
 
+
+# Events whose first indexed argument is the job id: a job's whole history comes from one get_logs.
+JOB_EVENTS = frozenset({
+    "JobPosted", "JobClaimed", "JobCompleted", "JobSettled", "JobCancelled", "JobExpired", "JobDisputed",
+    "JobRefunded", "AuditStarted", "AuditorAssigned", "AuditCommitted", "OutputRevealed", "AuditMismatch",
+    "AuditSkipped", "AuditEnded", "AuditorPaid", "Slashed",
+})
+
+
 class Market:
     """Typed wrapper over JobMarket (and its token). Reads are free; writes go through `sender`."""
 
@@ -56,7 +78,7 @@ class Market:
         self._head_lock = threading.Lock()
         self._job_events = {
             bytes(keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})")): str(e["name"])
-            for e in self.contract.abi if e["type"] == "event" and str(e["name"]).startswith("Job")
+            for e in self.contract.abi if e["type"] == "event" and str(e["name"]) in JOB_EVENTS
         }
 
     # ---- reads
@@ -101,7 +123,7 @@ class Market:
         return int(self.call(self.contract.functions.collateralFor(payment)))
 
     def dispute_window(self) -> int:
-        """Seconds to dispute after completion."""
+        """Seconds after completion during which an audit can be started or requested."""
         return int(self.call(self.contract.functions.disputeWindow()))
 
     def encryption_key(self, address: str) -> tuple[bytes, int]:
@@ -109,6 +131,24 @@ class Market:
         0) when it has published none)."""
         key, version = self.call(self.contract.functions.encryptionKey(to_checksum_address(address)))
         return bytes(key), int(version)
+
+    def audit(self, job_id: int) -> AuditRecord:
+        """A job's running audit (all zero when none)."""
+        r = self.call(self.contract.functions.getAudit(job_id))
+        return AuditRecord(str(r[0]), int(r[1]), (str(r[2][0]), str(r[2][1])), (bytes(r[3][0]), bytes(r[3][1])),
+                           (bytes(r[4][0]), bytes(r[4][1])), bytes(r[5]), int(r[6]), PHASES[int(r[7])], int(r[8]))
+
+    def completion(self, job_id: int) -> Completion:
+        """What `complete` fixed for a job, from its JobCompleted event."""
+        logs = self.logs("JobCompleted", self.deploy_block, "latest", jobId=job_id)
+        if not logs:
+            raise ChainError(f"job {job_id} has not been completed", hint=f"follow it: hearth job status {job_id}")
+        return completion_from_event(logs[-1])
+
+    def audit_selected(self, job_id: int, terms: JobTerms, completion: Completion) -> bool:
+        """Whether a completed job was drawn for a random audit (RandomnessNotReady until a block
+        after its completion exists)."""
+        return bool(self.call(self.contract.functions.auditSelected(job_id, terms.as_tuple(), completion.as_tuple())))
 
     # ---- events
     def head_number(self) -> int:

@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eth_utils import keccak
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
 
 from hearth.errors import InvalidCID
 from hearth.formats.cid import CID
 
-STATES = ("None", "Posted", "Claimed", "Completed", "Disputed", "Settled", "Cancelled", "Expired", "Refunded")
+STATES = ("None", "Posted", "Claimed", "Completed", "Disputed", "Settled", "Cancelled", "Expired", "Refunded",
+          "Audited")
+PHASES = ("None", "Commit", "Reveal", "Draw")
 PROVIDER_STATUS = ("None", "Active", "Unbonding")
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -41,6 +44,47 @@ class JobTerms:
     def with_provider(self, provider: str) -> JobTerms:
         """The terms after `provider` claimed."""
         return replace(self, provider=provider)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What `complete` fixed about a result (the contract's Result): the commitment to the output
+    and the completion block, whose hash draws the audit. Passed back on every later call."""
+
+    commitment: bytes
+    block: int
+
+    def as_tuple(self) -> tuple[bytes, int]:
+        """ABI form."""
+        return (self.commitment, self.block)
+
+
+def result_commitment(job_id: int, party: str, output_hash: bytes, salt: bytes) -> bytes:
+    """keccak256(abi.encode(jobId, party, outputHash, salt)): what a provider commits to at
+    `complete` and an auditor at `commitAudit`. It names the job and the party, so nobody can
+    reuse another's commitment, and opens only with the output hash and the salt."""
+    return bytes(keccak(abi_encode(["uint256", "address", "bytes32", "bytes32"],
+                                   [job_id, to_checksum_address(party), output_hash, salt])))
+
+
+def completion_from_event(ev: Any) -> Completion:
+    """The Completion of a decoded JobCompleted log."""
+    return Completion(bytes(ev["args"]["commitment"]), int(ev["blockNumber"]))
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """A job's running audit (the contract's Audit)."""
+
+    requester: str
+    bond: int
+    auditors: tuple[str, str]
+    commits: tuple[bytes, bytes]
+    outputs: tuple[bytes, bytes]
+    provider_output: bytes
+    round: int
+    phase: str
+    draw_block: int
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,14 @@ def devnet_group() -> None:
 @devnet_group.command("up")
 @click.option("--port", default=DEFAULT_RPC_PORT, show_default=True, help="RPC port")
 @click.option("--block-time", type=float, help="seconds per block (default: mine on every transaction)")
+@click.option("--audit-rate", type=click.FloatRange(0, 1), help="share of completed jobs audited at random "
+              "(default 0.1; a different rate deploys a fresh market)")
 @json_opt
-def devnet_up(port: int, block_time: float | None, as_json: bool) -> None:
+def devnet_up(port: int, block_time: float | None, audit_rate: float | None, as_json: bool) -> None:
     """Start anvil (or reuse the running one), deploy Hearth if needed, fund the dev accounts."""
     from hearth.dev import devnet
 
-    info = devnet.up(port, block_time)
+    info = devnet.up(port, block_time, audit_rate)
     d = info.deployment
     obj = {"rpc_url": info.rpc_url, "chain_id": info.chain_id, "pid": info.pid, "reused_deployment": info.reused,
            "token": d.token, "market": d.market, "arbiter": d.arbiter, "deploy_block": d.deploy_block}
@@ -61,21 +63,24 @@ def devnet_status(as_json: bool) -> None:
 
 @click.command("deploy")
 @click.option("--network", "net", required=True, help="name for deployments/NAME.json")
-@click.option("--collateral-bps", default=1000, show_default=True, help="claimer collateral, bps of payment")
-@click.option("--dispute-window", default="1h", show_default=True, help="time to dispute after completion (0 = none)")
+@click.option("--collateral-bps", default=150_000, show_default=True,
+              help="claimer collateral, bps of payment, all lost on proven fraud (150000 = 15x)")
+@click.option("--dispute-window", default="1h", show_default=True, help="time to audit a result before it is paid")
+@click.option("--audit-rate", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="share of completed jobs audited at random")
 @click.option("--min-stake", default="10", show_default=True, help="least provider stake, HRT")
 @json_opt
 @pass_ctx
-def deploy_cmd(c: Ctx, net: str, collateral_bps: int, dispute_window: str, min_stake: str, as_json: bool) -> None:
+def deploy_cmd(c: Ctx, net: str, collateral_bps: int, dispute_window: str, audit_rate: float, min_stake: str,
+               as_json: bool) -> None:
     """Deploy HearthToken, SimpleArbiter and JobMarket with --keystore on --rpc-url."""
     from hearth.chain import deployments
     from hearth.dev import deploy as deploy_mod
 
     if c.keystore is None and net != "devnet":
         raise UserError("deploying needs a funded account", hint="pass --keystore FILE (hearth account import)")
-    window = 0 if dispute_window in ("0", "0s") else parse_duration(dispute_window)
-    params = deploy_mod.MarketParams(collateral_bps=collateral_bps, dispute_window=window,
-                                     min_stake=parse_amount(min_stake))
+    params = deploy_mod.MarketParams(collateral_bps=collateral_bps, dispute_window=parse_duration(dispute_window),
+                                     audit_bps=round(audit_rate * 10_000), min_stake=parse_amount(min_stake))
     d = deploy_mod.deploy(c.w3, c.sender, net, params)
     path = deployments.save(d)
     emit(asdict(d), as_json, f"deployed to chain {d.chain_id}: market {d.market}, token {d.token}; wrote {path}")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from hearth.cli.common import Ctx, emit, fail, json_opt, pass_ctx, tx_hash
-from hearth.errors import ContractError, UserError
+from hearth.errors import UserError
 from hearth.formats.units import TOKEN, parse_amount, parse_duration
 
 
@@ -127,6 +127,12 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks, lambda: c.account)
     out.update(_result_json(vr), timeline=timeline)
     out["transactions"] = {n.removeprefix("Job").lower(): tx_hash(e) for n, e in history}
+    window_end = int(next(e for n, e in history if n == "JobCompleted")["args"]["disputeDeadline"])
+    out["audit_window_ends"] = window_end
+    if not as_json:
+        click.echo(f"the provider is paid when the audit window closes ({time.strftime('%H:%M:%S', time.localtime(window_end))})"
+                   f" or an audit upholds the result; to have it checked before then: hearth job dispute {posted.job_id}",
+                   err=True)
     emit(out, as_json, vr.result.output)
 
 
@@ -164,6 +170,13 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
     lines += [f"  {e['event']:10} block {e['block']}  tx {e['tx']}" for e in events]
     if slot.state == "Posted":
         lines.append(f"  (not claimed yet; after the deadline, refund with: hearth job expire {job_id})")
+    if slot.state in ("Audited", "Disputed"):
+        au = c.market.audit(job_id)
+        drawn = [a for a in au.auditors if int(a, 16)]
+        obj["audit"] = {"round": au.round, "phase": au.phase, "auditors": drawn, "requester": au.requester,
+                        "bond": au.bond / TOKEN}
+        lines.append(f"  audit    round {au.round}, waiting for {au.phase.lower() if slot.state == 'Audited' else 'the arbiter'};"
+                     f" auditors {', '.join(drawn) or 'none'}")
     emit(obj, as_json, "\n".join(lines))
 
 
@@ -230,17 +243,12 @@ def job_share(c: Ctx, job_id: int, to: str, as_json: bool) -> None:
 
 def _job_tx(c: Ctx, fn_name: str, job_id: int, *extra: Any) -> str:
     terms = c.market.current_terms(job_id)
-    fn = c.market.fn(fn_name, job_id, terms.as_tuple(), *extra)
-    try:
-        r = c.sender.transact(fn)
-    except ContractError as e:
-        # An idle automining devnet mines no blocks, so its clock stands still: when the
-        # deadline has passed in real time, mine one empty block and try again.
-        if e.name != "DeadlineNotPassed" or c.network != "devnet" or time.time() <= e.error_args["deadline"]:
-            raise
-        c.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-        c.sender.resync()
-        r = c.sender.transact(fn)
+    # Calls on a completed job pass back what `complete` fixed, like the terms.
+    done = () if fn_name in ("cancel", "expire") else (c.market.completion(job_id).as_tuple(),)
+    fn = c.market.fn(fn_name, job_id, terms.as_tuple(), *done, *extra)
+    from hearth.dev.devnet import transact_past_deadline
+
+    r = transact_past_deadline(c.sender, fn, c.network == "devnet")
     return "0x" + bytes(r["transactionHash"]).hex()
 
 
@@ -260,16 +268,11 @@ def job_cancel(c: Ctx, job_id: int, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_expire(c: Ctx, job_id: int, as_json: bool) -> None:
-    """End a job past its deadline: refund the client (plus a no-show claimer's collateral); a
-    dispute the arbiter left undecided past its timeout ends with the result standing."""
+    """End a job nobody claimed, or nobody delivered, by its deadline: refund the client (plus up
+    to the payment again out of a no-show claimer's collateral)."""
     tx = _job_tx(c, "expire", job_id)
-    name, ev = c.market.history(job_id)[-1]
+    _, ev = c.market.history(job_id)[-1]
     a = ev["args"]
-    if name == "JobSettled":  # a lapsed dispute: the provider is paid, the client's bond returned
-        emit({"job_id": job_id, "settled": True, "provider_amount": a["providerAmount"] / TOKEN, "tx": tx}, as_json,
-             f"job {job_id}: the arbiter never decided; the result stands and the provider is paid "
-             f"{a['providerAmount'] / TOKEN:g} HRT (your dispute bond is back in your deposit)")
-        return
     emit({"job_id": job_id, "refund": a["refund"] / TOKEN, "slashed": a["slashed"] / TOKEN, "tx": tx}, as_json,
          f"job {job_id} expired; {a['refund'] / TOKEN:g} HRT refunded to {a['client']}")
 
@@ -279,7 +282,8 @@ def job_expire(c: Ctx, job_id: int, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_settle(c: Ctx, job_id: int, as_json: bool) -> None:
-    """Pay the provider of a completed job once its dispute window has closed (anyone may)."""
+    """Pay the provider of a completed job once its window has closed and it was not drawn for
+    audit (anyone may; the provider's node does it by itself)."""
     tx = _job_tx(c, "settle", job_id)
     emit({"job_id": job_id, "settled": True, "tx": tx}, as_json, f"job {job_id} settled; the provider is paid")
 
@@ -289,10 +293,12 @@ def job_settle(c: Ctx, job_id: int, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_dispute(c: Ctx, job_id: int, as_json: bool) -> None:
-    """Dispute a completed job within the dispute window, posting the market's dispute bond from
-    your deposit: you get it back if the arbiter refunds you, the provider gets it if the result
-    stands (also when the arbiter never decides)."""
+    """Ask for an audit of a completed job within its window, posting the market's dispute bond
+    from your deposit: a provider of the same reproducibility class re-runs the job. If the
+    result stands, the bond pays the auditors (the rest goes to the provider); if not, you get
+    payment and bond back and the provider loses its collateral. With no auditor to draw, the
+    arbiter decides."""
     bond = int(c.market.call(c.market.contract.functions.disputeBond()))
     tx = _job_tx(c, "dispute", job_id)
     emit({"job_id": job_id, "disputed": True, "bond": bond / TOKEN, "tx": tx}, as_json,
-         f"job {job_id} disputed with a {bond / TOKEN:g} HRT bond; the arbiter decides")
+         f"job {job_id}: audit requested with a {bond / TOKEN:g} HRT bond; follow it: hearth job status {job_id}")

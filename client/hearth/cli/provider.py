@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from eth_utils import keccak
 
 from hearth.cli.common import PROVIDER_DEV_ACCOUNT, Ctx, emit, json_opt, pass_ctx, tx_hash
 from hearth.errors import UserError
@@ -54,7 +55,11 @@ def provider_register(c: Ctx, stake: str, price: str, models: tuple[str, ...], a
     if bal < wei:
         c.sender.transact(c.market.token.functions.approve(c.market.address, wei - bal))
         c.sender.transact(c.market.fn("deposit", wei - bal))
-    tx = _tx(c, "register", wei, parse_amount(price), _model_cids(models))
+    # A class of its own until the node starts: the node measures its real one (llama.cpp build,
+    # instruction sets, settings) and declares it, so audits never compare it with another
+    # machine's outputs on a guess.
+    placeholder = keccak(b"hearth: class not declared yet " + bytes.fromhex(c.account.address[2:]))
+    tx = _tx(c, "register", wei, parse_amount(price), placeholder, _model_cids(models))
     from hearth import privacy
 
     # private jobs are sealed to this key: without one, clients could send this provider only public jobs

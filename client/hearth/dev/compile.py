@@ -19,15 +19,15 @@ from hearth.settings import ARTIFACTS_DIR, CONTRACTS_DIR, NODE_MODULES
 SOLC_VERSION = "0.8.30"
 # Deployed contracts ship with the package (hearth/artifacts); test-only ones (src/test/) stay in
 # the checkout under contracts/artifacts, so no wheel carries them.
-CONTRACT_NAMES = ("HearthToken", "JobMarket", "SimpleArbiter")
+CONTRACT_NAMES = ("HearthToken", "JobAudits", "JobMarket", "SimpleArbiter")
 TEST_CONTRACT_NAMES = ("MaliciousArbiter",)
 TEST_ARTIFACTS_DIR = CONTRACTS_DIR / "artifacts"
 SETTINGS: dict[str, Any] = {
     "evmVersion": "prague",  # eth-tester (py-evm) runs Prague, not Osaka
-    "optimizer": {"enabled": True, "runs": 10_000},
+    "optimizer": {"enabled": True, "runs": 1000},
     "viaIR": True,
     "metadata": {"bytecodeHash": "ipfs"},
-    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.bytecode.linkReferences", "evm.deployedBytecode.object"]}},
 }
 
 
@@ -126,6 +126,8 @@ def compile_contracts() -> dict[str, dict[str, Any]]:
                 "contractName": name,
                 "abi": c["abi"],
                 "bytecode": "0x" + c["evm"]["bytecode"]["object"],
+                # Where the linker writes library addresses (JobMarket calls JobAudits).
+                "linkReferences": c["evm"]["bytecode"].get("linkReferences", {}),
                 "deployedBytecode": "0x" + c["evm"]["deployedBytecode"]["object"],
                 "compiler": {"version": SOLC_VERSION, "settings": SETTINGS},
                 "sourcesSha256": sources_hash,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.types import TxReceipt
 
 from hearth.chain import deployments
 from hearth.chain.deployments import Deployment
@@ -17,7 +20,7 @@ from hearth.chain.market import connect
 from hearth.chain.sender import Sender
 from hearth.dev import deploy as deploy_mod
 from hearth.dev.procs import free_port, pid_alive, port_open, stop_pid, wait_until
-from hearth.errors import ChainError
+from hearth.errors import ChainError, ContractError
 from hearth.formats.units import TOKEN
 from hearth.settings import DEFAULT_RPC_PORT, data_dir, npm_binary
 
@@ -88,25 +91,30 @@ def _state_dir() -> Path:
     return d
 
 
-def ensure_deployed(w3: Web3, network: str = "devnet", path: Path | None = None) -> tuple[Deployment, bool]:
-    """Reuse the recorded deployment if it is live on this chain, else deploy and fund dev accounts."""
+def ensure_deployed(
+    w3: Web3, network: str = "devnet", path: Path | None = None, params: deploy_mod.MarketParams | None = None
+) -> tuple[Deployment, bool]:
+    """Reuse the recorded deployment if it is live on this chain (and, when `params` are given,
+    deployed with them), else deploy and fund dev accounts."""
     try:
         d = deployments.load(network, path)
-        if deployments.is_live(w3, d):
+        if deployments.is_live(w3, d) and (params is None or d.params == asdict(params)):
             return d, True
     except Exception:  # noqa: S110  (no or stale record: deploy afresh)
         pass
     deployer = dev_account(0)
     sender = Sender(w3, deployer)
-    d = deploy_mod.deploy(w3, sender, network, deploy_mod.DEVNET_PARAMS)
+    d = deploy_mod.deploy(w3, sender, network, params or deploy_mod.DEVNET_PARAMS)
     market = d.market_binding(w3)
     deploy_mod.fund(sender, market, dev_accounts()[1:], DEV_FUNDS)
     deployments.save(d, path)
     return d, False
 
 
-def up(port: int = DEFAULT_PORT, block_time: float | None = None) -> DevnetInfo:
-    """Start (or find running) the devnet and make sure Hearth is deployed on it."""
+def up(port: int = DEFAULT_PORT, block_time: float | None = None, audit_rate: float | None = None) -> DevnetInfo:
+    """Start (or find running) the devnet and make sure Hearth is deployed on it; `audit_rate`
+    (0 to 1) deploys a market that audits that share of jobs (a fresh market if the running one
+    audits another share)."""
     sd = _state_dir()
     pid_file, meta_file = sd / "anvil.pid", sd / "anvil.json"
     if pid_file.exists() and pid_alive(int(pid_file.read_text())):
@@ -122,7 +130,8 @@ def up(port: int = DEFAULT_PORT, block_time: float | None = None) -> DevnetInfo:
         pid_file.write_text(str(pid))
         meta_file.write_text(json.dumps({"rpc_url": url, "block_time": block_time}))
     w3 = connect(url)
-    d, reused = ensure_deployed(w3)
+    params = None if audit_rate is None else replace(deploy_mod.DEVNET_PARAMS, audit_bps=round(audit_rate * 10_000))
+    d, reused = ensure_deployed(w3, params=params)
     return DevnetInfo(url, int(w3.eth.chain_id), pid, d, reused)
 
 
@@ -163,3 +172,17 @@ def rpc_url() -> str:
     if meta.exists():
         return str(json.loads(meta.read_text())["rpc_url"])
     return f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+def transact_past_deadline(sender: Sender, fn: Any, devnet: bool) -> TxReceipt:
+    """Send a call that needs a deadline to have passed (settle, finalize, expire). An idle
+    automining devnet mines no blocks, so its clock stands still and the simulation of such a
+    call fails: when the deadline has passed in real time, mine one empty block and try again."""
+    try:
+        return sender.transact(fn)
+    except ContractError as e:
+        if e.name != "DeadlineNotPassed" or not devnet or time.time() <= int(e.error_args["deadline"]):
+            raise
+    sender.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    sender.resync()
+    return sender.transact(fn)

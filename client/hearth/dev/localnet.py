@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from hearth.chain.market import Market, connect
+from hearth.dev.deploy import MarketParams
 from hearth.dev.devnet import ensure_deployed, start_anvil
 from hearth.dev.procs import free_port, port_open, stop_proc, wait_until
 from hearth.formats.cid import CID
@@ -52,6 +53,7 @@ class Localnet:
 
     home: Path
     block_time: float | None = None
+    params: MarketParams | None = None  # None: the devnet's
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     nodes: list[NodeProc] = field(default_factory=list)
 
@@ -67,9 +69,10 @@ class Localnet:
         self.anvil, self.rpc = start_anvil(self.port, self.home / "chain.json", self.block_time, log=self.home / "anvil.log")
         # children see this market's state and deployment record, never the user's
         self.env = {**os.environ, "HEARTH_HOME": str(self.home), "HEARTH_DEPLOYMENTS_DIR": str(self.home / "deploy")}
-        self.env.pop("HEARTH_TEST_CRASH_AT", None)
+        for var in ("HEARTH_TEST_CRASH_AT", "HEARTH_TEST_WRONG_OUTPUT"):
+            self.env.pop(var, None)
         self.w3 = connect(self.rpc)
-        self.deployment, _ = ensure_deployed(self.w3, path=self.home / "deploy" / "devnet.json")
+        self.deployment, _ = ensure_deployed(self.w3, path=self.home / "deploy" / "devnet.json", params=self.params)
         self.market: Market = self.deployment.market_binding(self.w3)
         self.ipfs_port = free_port()
         self.ipfs_api = f"http://127.0.0.1:{self.ipfs_port}"
@@ -99,11 +102,11 @@ class Localnet:
         return json.loads(r.stdout)
 
     def start_node(self, dev_account: int = 1, crash_at: str | None = None, wait: bool = True,
-                   extra: tuple[str, ...] = ()) -> NodeProc:
+                   extra: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> NodeProc:
         """A provider node process (`hearth node run`) on a free API port, logging to the home folder."""
         port = free_port()
         log = self.home / f"node-{dev_account}-{len(self.nodes)}.log"
-        env = dict(self.env)
+        env = {**self.env, **(extra_env or {})}
         if crash_at:
             env["HEARTH_TEST_CRASH_AT"] = crash_at
         with open(log, "ab") as out:  # the child keeps its own descriptor

@@ -22,7 +22,7 @@ from hearth.formats import safejson
 from hearth.formats.cid import CID
 
 SPEC_VERSION = 1
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: commit_salt, which opens the on-chain commitment
 MAX_STOP = 4
 MAX_CID_CHARS = 128  # the longest CID Hearth writes is 59; also keeps base58 decoding cheap
 MAX_SHOWN = 40  # characters of attacker-supplied text an error message may quote
@@ -154,6 +154,11 @@ class Result:
         """The generated text."""
         return str(self.body["output"])
 
+    @property
+    def commit_salt(self) -> bytes:
+        """The salt that opens the provider's on-chain commitment to the output."""
+        return bytes.fromhex(str(self.body["commit_salt"]))
+
     def to_bytes(self) -> bytes:
         """Canonical bytes (what goes to IPFS)."""
         return canonical({**self.body, "signature": self.signature})
@@ -162,14 +167,14 @@ class Result:
 def result_body(
     *, job_id: int, chain_id: int, market: str, spec_cid: str, output: str, finish_reason: str,
     usage: dict[str, int], model_sha256: str, engine: dict[str, str], params: dict[str, Any],
-    timings: dict[str, float], provider: str,
+    timings: dict[str, float], provider: str, commit_salt: bytes,
 ) -> dict[str, Any]:
     """The result's fields before signing."""
     return {
         "version": RESULT_VERSION, "job_id": job_id, "chain_id": chain_id, "market": market,
         "spec_cid": spec_cid, "output": output, "output_sha256": output_hash(output).hex(),
         "finish_reason": finish_reason, "usage": usage, "model_sha256": model_sha256, "engine": engine,
-        "params": params, "timings": timings, "provider": provider,
+        "params": params, "timings": timings, "provider": provider, "commit_salt": commit_salt.hex(),
     }
 
 
@@ -301,7 +306,7 @@ def parse_spec(data: bytes) -> JobSpec:
 
 
 _RESULT_KEYS = ("version", "job_id", "chain_id", "market", "spec_cid", "output", "output_sha256", "finish_reason",
-                "usage", "model_sha256", "engine", "params", "timings", "provider", "signature")
+                "usage", "model_sha256", "engine", "params", "timings", "provider", "commit_salt", "signature")
 
 
 def parse_result(data: bytes) -> Result:
@@ -319,6 +324,7 @@ def parse_result(data: bytes) -> Result:
     if _pattern(d["output_sha256"], "result output_sha256", _HEX64, "64 lowercase hex digits") != output_hash(output).hex():
         raise SpecError("result output_sha256 is not the sha256 of its output")
     _string(d["finish_reason"], "result finish_reason")
+    _pattern(d["commit_salt"], "result commit_salt", _HEX64, "64 lowercase hex digits")
     _pattern(d["model_sha256"], "result model_sha256", _HEX64, "64 lowercase hex digits")
     for k, v in _mapping(d["usage"], "result usage").items():
         _integer(v, f"result usage[{_show(k)}]")

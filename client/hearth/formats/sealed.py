@@ -135,20 +135,6 @@ def key_commitment(job_key: bytes) -> str:
     return hashlib.sha256(b"hearth job key\x00" + job_key).hexdigest()
 
 
-def output_commitment(output: str, job_key: bytes) -> bytes:
-    """What a private job's `outputHash` on chain is: HMAC-SHA256 of the output under a key
-    derived from the job key. A plain sha256 of a short answer ("Paris") could be guessed by
-    anyone reading the event; this can be recomputed only by those who hold the job key."""
-    mac_key = hashlib.sha256(b"hearth output commitment\x00" + job_key).digest()
-    return hmac.new(mac_key, output.encode(), hashlib.sha256).digest()
-
-
-def chain_output_hash(output: str, job_key: bytes | None) -> bytes:
-    """The `outputHash` a job's result is completed with: sha256 of the output for a public job,
-    its `output_commitment` for a private one."""
-    return output_hash(output) if job_key is None else output_commitment(output, job_key)
-
-
 def seal_key(job_key: bytes, public: bytes) -> bytes:
     """`job_key` sealed to an X25519 public key (only its secret opens it)."""
     return bytes(SealedBox(PublicKey(public)).encrypt(job_key))

@@ -21,11 +21,13 @@ contract MaliciousArbiter is IArbiter {
     /// @notice Storage the burner writes.
     uint256 public burned;
     IJobMarket.JobTerms private _terms;
+    IJobMarket.Result private _result;
 
-    /// @notice Choose the misbehaviour and the terms to replay.
-    function configure(uint8 mode_, IJobMarket.JobTerms calldata terms) external {
+    /// @notice Choose the misbehaviour and the terms and result to replay.
+    function configure(uint8 mode_, IJobMarket.JobTerms calldata terms, IJobMarket.Result calldata result) external {
         mode = mode_;
         _terms = terms;
+        _result = result;
     }
 
     /// @notice Give this contract an internal balance in `market`, so that a re-entrant
@@ -45,7 +47,7 @@ contract MaliciousArbiter is IArbiter {
         uint256 g = gasleft();
         if (mode == 0) revert("arbiter down");
         if (mode == 1) {
-            try IJobMarket(market).resolve(jobId, _terms, true) {
+            try IJobMarket(market).resolve(jobId, _terms, _result, true) {
                 reentered = true;
             } catch (bytes memory reason) {
                 lastError = bytes4(reason);
@@ -66,7 +68,13 @@ contract MaliciousArbiter is IArbiter {
     }
 
     /// @notice Decide through the front door (a decision after a failed re-entry still works once).
-    function decide(IJobMarket market, uint256 jobId, IJobMarket.JobTerms calldata terms, bool providerWins) external {
-        market.resolve(jobId, terms, providerWins);
+    function decide(
+        IJobMarket market,
+        uint256 jobId,
+        IJobMarket.JobTerms calldata terms,
+        IJobMarket.Result calldata result,
+        bool providerWins
+    ) external {
+        market.resolve(jobId, terms, result, providerWins);
     }
 }

@@ -1,0 +1,202 @@
+"""After `complete`: getting paid, and auditing others.
+
+A provider is paid only after its job's window (`settle`) or once an audit upholds its result,
+and when audited it must open its commitment. It is also drawn as an auditor of other providers'
+jobs of its reproducibility class. This loop does both from the chain's state on every pass, so
+a restart loses nothing (the salts are derived from the key, the assigned audits kept in the
+journal's key-value table):
+- own completed jobs: settle after the window, or startAudit when drawn; reveal once the auditor
+  has committed; finalize when a tiebreaker can be drawn or a phase ran out of time;
+- assigned audits: re-run the job exactly as its provider should have, commit, then reveal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from hearth import settings
+from hearth.chain.types import Completion, JobTerms, result_commitment
+from hearth.dev.devnet import transact_past_deadline
+from hearth.errors import ContractError, HearthError
+from hearth.formats.jobspec import canonical, output_hash
+
+from hearth_node.journal import posted_from_dict
+
+if TYPE_CHECKING:
+    from hearth_node.processor import Processor
+
+log = logging.getLogger("hearth.node.audits")
+ZERO = bytes(32)
+DUTIES_KEY = "audit_duties"
+CURSOR_KEY = "audit_cursor"
+
+
+def secret_salt(account: LocalAccount, job_id: int, role: str) -> bytes:
+    """A salt only this key can produce, the same after a restart: no journal needed to reveal."""
+    return bytes(keccak(bytes(account.key) + job_id.to_bytes(32, "big") + role.encode()))
+
+
+def delivered_output(output: str) -> str:
+    """What the node delivers for its own job: the output, or, under HEARTH_TEST_WRONG_OUTPUT=1,
+    a corrupted one (a cheater the audits must catch)."""
+    return output[::-1] + " (corrupted)" if settings.wrong_output() else output
+
+
+def repro_class(engine: dict[str, str], n_ctx: int, n_threads: int, n_gpu_layers: int) -> bytes:
+    """The hash of what makes this node's outputs reproducible: the llama.cpp build and what it
+    reports of the machine (instruction sets, backend), and the settings that can change an
+    output. Thread count is in it: it should not change results on the CPU, but two honest
+    nodes that differ in anything not shown to be harmless must not judge each other."""
+    return bytes(keccak(canonical({"engine": engine, "n_ctx": n_ctx, "n_threads": n_threads,
+                                   "n_gpu_layers": n_gpu_layers})))
+
+
+class Audits:
+    """The after-completion loop of one provider node."""
+
+    def __init__(self, processor: Processor, devnet: bool, poll: float = 1.0) -> None:
+        self.p = processor
+        self.devnet = devnet
+        self.market = processor.market
+        self.me = processor.address
+        self.poll = poll
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._outputs: dict[int, bytes] = {}  # audited job -> our output hash
+        self._completions: dict[int, tuple[JobTerms, Completion]] = {}
+        raw = processor.journal.get_kv(DUTIES_KEY)
+        self.duties: set[int] = set(json.loads(raw)) if raw else set()
+        cursor = processor.journal.get_kv(CURSOR_KEY)
+        self.cursor = int(cursor) if cursor else self.market.deploy_block
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="audits", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except HearthError as e:  # RPC trouble: the next pass reads the chain again
+                log.warning("audits: %s", str(e).splitlines()[0])
+            except Exception:  # noqa: BLE001  (the loop must outlive any one job)
+                log.exception("audits: unexpected error")
+            self._stop.wait(self.poll)
+
+    def tick(self) -> None:
+        """One pass over own completed jobs and assigned audits."""
+        head = self.market.head_number()
+        for rec in self.p.journal.jobs("completed"):
+            if "payout" not in rec.data:
+                self._own(rec.job_id, posted_from_dict(rec.posted).terms.with_provider(self.me), rec.data)
+        self._scan(head)
+        for job_id in sorted(self.duties):
+            self._duty(job_id, head)
+
+    # ---------------------------------------------------------------- own jobs
+
+    def _done(self, job_id: int, terms: JobTerms) -> tuple[JobTerms, Completion]:
+        if job_id not in self._completions:
+            self._completions[job_id] = (terms, self.market.completion(job_id))
+        return self._completions[job_id]
+
+    def _own(self, job_id: int, terms: JobTerms, data: dict[str, Any]) -> None:
+        slot = self.market.job(job_id)
+        if slot.state in ("Settled", "Refunded"):
+            self.p.journal.note(job_id, payout=slot.state)
+            self._completions.pop(job_id, None)
+            if slot.state == "Settled":  # what JobSettled paid, which the window and audits decide
+                settled = self.market.logs("JobSettled", self.market.deploy_block, "latest", jobId=job_id)
+                self.p.metrics.earnings += sum(int(ev["args"]["providerAmount"]) for ev in settled)
+            log.info("job %d %s", job_id, "paid" if slot.state == "Settled" else "REFUNDED to the client (audit)")
+            return
+        terms, done = self._done(job_id, terms)
+        if slot.state == "Completed":
+            if time.time() <= slot.deadline + 1:  # the block that settles must be later than it
+                return
+            try:
+                self._send("settle", job_id, terms.as_tuple(), done.as_tuple())
+            except ContractError as e:
+                if e.name != "AuditRequired":
+                    raise
+                log.info("job %d drawn for audit", job_id)
+                self._send("startAudit", job_id, terms.as_tuple(), done.as_tuple())
+        elif slot.state in ("Audited", "Disputed"):
+            au = self.market.audit(job_id)
+            if slot.state == "Audited" and au.phase == "Reveal" and au.provider_output == ZERO:
+                out = output_hash(delivered_output(str(data["run"]["output"])))
+                self._send("reveal", job_id, terms.as_tuple(), done.as_tuple(), self.me, out,
+                           secret_salt(self.p.account, job_id, "result"))
+            else:
+                self._move(job_id, slot.state, slot.deadline, au.phase, au.draw_block, terms, done)
+
+    def _move(self, job_id: int, state: str, deadline: int, phase: str, draw_block: int, terms: JobTerms,
+              done: Completion) -> None:
+        """finalize, when it can do something: draw a tiebreaker, or end a phase past its deadline."""
+        head = self.market.head_number()
+        if (state == "Audited" and phase == "Draw" and head > draw_block) or time.time() > deadline:
+            try:
+                self._send("finalize", job_id, terms.as_tuple(), done.as_tuple())
+            except ContractError as e:  # another party moved it first, or the clock is ahead of the chain
+                log.info("job %d: finalize not yet (%s)", job_id, e.name)
+
+    # ---------------------------------------------------------------- audits of others
+
+    def _scan(self, head: int) -> None:
+        if head < self.cursor:
+            return
+        for ev in self.market.logs("AuditorAssigned", self.cursor, head, auditor=self.me):
+            self.duties.add(int(ev["args"]["jobId"]))
+            log.info("drawn to audit job %d (round %d)", ev["args"]["jobId"], ev["args"]["round"])
+        self.cursor = head + 1
+        self.p.journal.set_kv(DUTIES_KEY, json.dumps(sorted(self.duties)))
+        self.p.journal.set_kv(CURSOR_KEY, str(self.cursor))
+
+    def _duty(self, job_id: int, head: int) -> None:
+        slot = self.market.job(job_id)
+        if slot.state not in ("Audited", "Disputed"):
+            self.duties.discard(job_id)
+            self._outputs.pop(job_id, None)
+            self.p.journal.set_kv(DUTIES_KEY, json.dumps(sorted(self.duties)))
+            return
+        au = self.market.audit(job_id)
+        if self.me not in au.auditors:
+            return
+        i = au.auditors.index(self.me)
+        terms, done = self._done(job_id, self.market.current_terms(job_id))
+        salt = secret_salt(self.p.account, job_id, "audit")
+        if slot.state == "Audited" and au.phase == "Commit" and i == au.round:
+            out = self._rerun(job_id)
+            self._send("commitAudit", job_id, result_commitment(job_id, self.me, out, salt))
+        elif slot.state == "Audited" and au.phase == "Reveal" and au.outputs[i] == ZERO and au.commits[i] != ZERO:
+            self._send("reveal", job_id, terms.as_tuple(), done.as_tuple(), self.me, self._rerun(job_id), salt)
+        else:
+            self._move(job_id, slot.state, slot.deadline, au.phase, au.draw_block, terms, done)
+
+    def _rerun(self, job_id: int) -> bytes:
+        """Our output hash for an audited job: the job run as any provider of the class runs it."""
+        if job_id not in self._outputs:
+            posted = self.market.posted(job_id)
+            spec, _ = self.p._load_spec(posted)
+            runner = self.p.runners.acquire(self.p._model_path(posted))
+            try:
+                r = runner.submit(spec).result()
+            finally:
+                self.p.runners.release(runner)
+            self._outputs[job_id] = output_hash(r.output)
+            log.info("audit of job %d: re-ran it (%d tokens)", job_id, r.completion_tokens)
+        return self._outputs[job_id]
+
+    def _send(self, name: str, *args: Any) -> None:
+        transact_past_deadline(self.p.sender, self.market.fn(name, *args), self.devnet)
+        log.info("%s job %s", name, args[0])

@@ -1,0 +1,97 @@
+"""Issue 11's acceptance: three real nodes on a devnet that audits every job (`--audit-rate 1`),
+two honest and one started with HEARTH_TEST_WRONG_OUTPUT=1. Jobs directed at the cheater leave
+it poorer than before and cost the client nothing; jobs directed at the honest nodes are paid;
+neither honest node loses anything. Balances are read with `hearth account balance --json`, as a
+user would, and checked in wei against the chain."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hearth.dev.deploy import DEVNET_PARAMS
+from hearth.dev.devnet import dev_account
+from hearth.dev.localnet import Localnet
+from hearth.formats.units import TOKEN
+
+pytestmark = pytest.mark.slow
+
+HONEST = (1, 3)
+CHEATER = 4
+CLIENT = 2
+JOBS_EACH = 2
+PAYMENT = TOKEN // 100  # the CLI's default 0.01 HRT
+
+
+def _total(net: Localnet, idx: int) -> int:
+    """Wallet + deposit + free stake, in wei (collateral of open work excluded: none is open)."""
+    addr = dev_account(idx).address
+    a = net.market.account(addr)
+    return net.market.token_balance(addr) + a.balance + a.stake
+
+
+def _cli_total(net: Localnet, idx: int) -> float:
+    b = net.hearth_json("account", "balance", dev_account(idx).address, account=CLIENT)
+    assert b["open_jobs"] == 0, b
+    return float(b["wallet"] + b["deposited"] + b["stake"])
+
+
+def test_audits_make_the_cheater_lose_and_pay_the_honest(tmp_path: Path) -> None:
+    with Localnet(tmp_path / "home", params=replace(DEVNET_PARAMS, audit_bps=10_000)) as net:
+        for i in HONEST:
+            net.start_node(i)
+        cheater = net.start_node(CHEATER, extra_env={"HEARTH_TEST_WRONG_OUTPUT": "1"})
+        everyone = (*HONEST, CHEATER, CLIENT)
+        before = {i: _total(net, i) for i in everyone}
+        cli_before = {i: _cli_total(net, i) for i in everyone}
+        pool_before = int(net.market.call(net.market.contract.functions.auditPool()))
+
+        jobs: dict[int, int] = {}  # job id -> provider dev account
+        for n in range(JOBS_EACH):
+            for p in (*HONEST, CHEATER):
+                out = net.hearth_json("job", "submit", "--prompt", f"Count to {n + 3}.", "--max-tokens", "8",
+                                      "--provider", dev_account(p).address, "--no-wait", account=CLIENT)
+                jobs[int(out["job_id"])] = p
+
+        deadline = time.monotonic() + 300
+        while any(net.market.job(j).state not in ("Settled", "Refunded") for j in jobs):
+            states = {j: net.market.job(j).state for j in jobs}
+            assert time.monotonic() < deadline, f"{states}\n{cheater.log.read_text()[-4000:]}"
+            time.sleep(1)
+        # every open audit duty ended (an auditor's collateral is back in its stake)
+        for i in (*HONEST, CHEATER):
+            wait = time.monotonic() + 60
+            while net.market.account(dev_account(i).address).open_jobs:
+                assert time.monotonic() < wait
+                time.sleep(0.5)
+
+        audited = {j for j in jobs if any(n == "AuditStarted" for n, _ in net.market.history(j))}
+        assert audited == set(jobs), "at audit rate 1 every job is audited"
+        for j, p in jobs.items():
+            want = "Refunded" if p == CHEATER else "Settled"
+            assert net.market.job(j).state == want, (j, p)
+
+        after = {i: _total(net, i) for i in everyone}
+        cli_after = {i: _cli_total(net, i) for i in everyone}
+        honest_jobs = sum(1 for p in jobs.values() if p != CHEATER)
+        # the client paid the honest jobs and nothing for the cheater's (gas is ETH, not HRT)
+        assert before[CLIENT] - after[CLIENT] == honest_jobs * PAYMENT
+        assert cli_before[CLIENT] - cli_after[CLIENT] == pytest.approx(honest_jobs * PAYMENT / TOKEN)
+        # the cheater lost more than it could have been paid
+        slashed = sum(int(ev["args"]["amount"]) for j in jobs for n, ev in net.market.history(j)
+                      if n == "Slashed" and ev["args"]["account"] == dev_account(CHEATER).address)
+        assert slashed >= JOBS_EACH * net.market.collateral_for(PAYMENT)
+        assert after[CHEATER] < before[CHEATER]
+        assert cli_after[CHEATER] < cli_before[CHEATER]
+        # the honest nodes lost nothing: paid for their jobs (less the audit fee), rewarded for audits
+        for i in HONEST:
+            assert after[i] > before[i], i
+            assert cli_after[i] > cli_before[i], i
+            assert not any(n == "Slashed" and ev["args"]["account"] == dev_account(i).address
+                           for j in jobs for n, ev in net.market.history(j))
+        # conservation: what left the client and the cheater is with the honest nodes, the fee
+        # recipient (the devnet fee is 0) and the audit pool
+        pool_after = int(net.market.call(net.market.contract.functions.auditPool()))
+        assert sum(before.values()) == sum(after.values()) + (pool_after - pool_before)
