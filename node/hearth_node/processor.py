@@ -156,8 +156,7 @@ class Processor:
             log.info("job %d left for the next start", job.job_id)
 
     def _failed(self, job: PostedJob, e: BaseException) -> None:
-        """An attempt failed unexpectedly: note why, free its capacity, try again a little later
-        (a new attempt, so a job that always fails ends quarantined)."""
+        """Failed unexpectedly: note why, free capacity, retry later (a job that always fails ends quarantined)."""
         self.metrics.errors += 1
         log.error("job %d failed: %s", job.job_id, _first_line(e), exc_info=e)
         self._release(job.job_id)
