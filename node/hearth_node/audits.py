@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from hearth import settings
-from hearth.chain.types import Completion, JobTerms, result_commitment
+from hearth.chain.types import Completion, JobTerms, PostedJob, result_commitment
 from hearth.dev.devnet import transact_past_deadline
 from hearth.errors import ContractError, HearthError
 from hearth.formats.jobspec import canonical, output_hash
+from hearth.formats.sealed import NotAReader
 
 from hearth_node.journal import posted_from_dict
+from hearth_node.privacy import share_with_auditor
 
 if TYPE_CHECKING:
     from hearth_node.processor import Processor
@@ -69,6 +71,7 @@ class Audits:
         self._thread: threading.Thread | None = None
         self._outputs: dict[int, bytes] = {}  # audited job -> our output hash
         self._completions: dict[int, tuple[JobTerms, Completion]] = {}
+        self._shared: set[tuple[int, str]] = set()  # (job, auditor) given a private job's key
         raw = processor.journal.get_kv(DUTIES_KEY)
         self.duties: set[int] = set(json.loads(raw)) if raw else set()
         cursor = processor.journal.get_kv(CURSOR_KEY)
@@ -98,7 +101,7 @@ class Audits:
         head = self.market.head_number()
         for rec in self.p.journal.jobs("completed"):
             if "payout" not in rec.data:
-                self._own(rec.job_id, posted_from_dict(rec.posted).terms.with_provider(self.me), rec.data)
+                self._own(posted_from_dict(rec.posted), rec.data)
         self._scan(head)
         for job_id in sorted(self.duties):
             self._duty(job_id, head)
@@ -110,7 +113,8 @@ class Audits:
             self._completions[job_id] = (terms, self.market.completion(job_id))
         return self._completions[job_id]
 
-    def _own(self, job_id: int, terms: JobTerms, data: dict[str, Any]) -> None:
+    def _own(self, posted: PostedJob, data: dict[str, Any]) -> None:
+        job_id, terms = posted.job_id, posted.terms.with_provider(self.me)
         slot = self.market.job(job_id)
         if slot.state in ("Settled", "Refunded"):
             self.p.journal.note(job_id, payout=slot.state)
@@ -133,7 +137,12 @@ class Audits:
                 self._send("startAudit", job_id, terms.as_tuple(), done.as_tuple())
         elif slot.state in ("Audited", "Disputed"):
             au = self.market.audit(job_id)
-            if slot.state == "Audited" and au.phase == "Reveal" and au.provider_output == ZERO:
+            auditor = au.auditors[au.round]
+            if slot.state == "Audited" and au.phase == "Commit" and (job_id, auditor) not in self._shared:
+                # a private job: the auditor needs its key, which only client and provider hold
+                share_with_auditor(self.market, self.p.sender, self.p.account, self.p.ipfs, posted, auditor)
+                self._shared.add((job_id, auditor))
+            elif slot.state == "Audited" and au.phase == "Reveal" and au.provider_output == ZERO:
                 out = output_hash(delivered_output(str(data["run"]["output"])))
                 self._send("reveal", job_id, terms.as_tuple(), done.as_tuple(), self.me, out,
                            secret_salt(self.p.account, job_id, "result"))
@@ -176,7 +185,10 @@ class Audits:
         terms, done = self._done(job_id, self.market.current_terms(job_id))
         salt = secret_salt(self.p.account, job_id, "audit")
         if slot.state == "Audited" and au.phase == "Commit" and i == au.round:
-            out = self._rerun(job_id)
+            try:
+                out = self._rerun(job_id)
+            except NotAReader:  # a private job whose provider has not shared its key with us yet
+                return
             self._send("commitAudit", job_id, result_commitment(job_id, self.me, out, salt))
         elif slot.state == "Audited" and au.phase == "Reveal" and au.outputs[i] == ZERO and au.commits[i] != ZERO:
             self._send("reveal", job_id, terms.as_tuple(), done.as_tuple(), self.me, self._rerun(job_id), salt)
@@ -187,7 +199,8 @@ class Audits:
         """Our output hash for an audited job: the job run as any provider of the class runs it."""
         if job_id not in self._outputs:
             posted = self.market.posted(job_id)
-            spec, _ = self.p._load_spec(posted)
+            spec, _ = self.p._load_spec(posted)  # a private job: opened with the key its provider shared
+            self.p.keys.forget(job_id)
             runner = self.p.runners.acquire(self.p._model_path(posted))
             try:
                 r = runner.submit(spec).result()

@@ -19,7 +19,7 @@ from hearth.chain.market import Market
 from hearth.chain.types import PostedJob, posted_from_event
 from hearth.errors import IPFSError, VerificationError
 from hearth.formats.cid import CID, DAG_PB, decode_pb_node, unixfs_data
-from hearth.formats.jobspec import JobSpec, parse_spec
+from hearth.formats.jobspec import JobSpec, output_hash, parse_spec
 from hearth.ipfs.fetch import MAX_BLOCK, BlockSource, verify_block
 from hearth.ipfs.kubo import KuboClient
 from hearth.models import all_models

@@ -41,7 +41,7 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from hearth.errors import UserError
 from hearth.formats import safejson
-from hearth.formats.jobspec import canonical, output_hash
+from hearth.formats.jobspec import canonical
 
 ENVELOPE_VERSION = 1
 KEY_BYTES = 32
