@@ -147,13 +147,12 @@ class Audits:
                 self._send("reveal", job_id, terms.as_tuple(), done.as_tuple(), self.me, out,
                            secret_salt(self.p.account, job_id, "result"))
             else:
-                self._move(job_id, slot.state, slot.deadline, au.phase, au.draw_block, terms, done)
+                self._move(job_id, slot.state, slot.deadline, au.phase, terms, done)
 
-    def _move(self, job_id: int, state: str, deadline: int, phase: str, draw_block: int, terms: JobTerms,
-              done: Completion) -> None:
-        """finalize, when it can do something: draw a tiebreaker, or end a phase past its deadline."""
-        head = self.market.head_number()
-        if (state == "Audited" and phase == "Draw" and head > draw_block) or time.time() > deadline:
+    def _move(self, job_id: int, state: str, deadline: int, phase: str, terms: JobTerms, done: Completion) -> None:
+        """finalize, when it can do something: draw a tiebreaker (from the hash of the block of the
+        last reveal, so in any later block), or end a phase past its deadline."""
+        if (state == "Audited" and phase == "Draw") or time.time() > deadline:
             try:
                 self._send("finalize", job_id, terms.as_tuple(), done.as_tuple())
             except ContractError as e:  # another party moved it first, or the clock is ahead of the chain
@@ -193,7 +192,7 @@ class Audits:
         elif slot.state == "Audited" and au.phase == "Reveal" and au.outputs[i] == ZERO and au.commits[i] != ZERO:
             self._send("reveal", job_id, terms.as_tuple(), done.as_tuple(), self.me, self._rerun(job_id), salt)
         else:
-            self._move(job_id, slot.state, slot.deadline, au.phase, au.draw_block, terms, done)
+            self._move(job_id, slot.state, slot.deadline, au.phase, terms, done)
 
     def _rerun(self, job_id: int) -> bytes:
         """Our output hash for an audited job: the job run as any provider of the class runs it."""

@@ -22,7 +22,8 @@ def test_deploy_with_keystore_writes_record(env: Localnet, tmp_path: Path) -> No
     record = json.loads((Path(env.env["HEARTH_DEPLOYMENTS_DIR"]) / "testnet.json").read_text())
     assert record["chain_id"] == 11155111 and record["deployer"] == dev_account(9).address
     assert record["params"]["dispute_window"] == 1800
-    assert set(record["artifacts_sha256"]) == {"HearthToken", "SimpleArbiter", "JobMarket"}
+    assert set(record["artifacts_sha256"]) == {"HearthToken", "SimpleArbiter", "JobAudits", "JobMarket"}
+    assert record["params"]["audit_bps"] == 1000 and record["params"]["collateral_bps"] == 150_000
     for addr in (out["market"], out["token"], out["arbiter"]):
         assert len(env.w3.eth.get_code(addr)) > 0
     assert record["deploy_block"] <= env.w3.eth.block_number

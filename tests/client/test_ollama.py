@@ -14,6 +14,8 @@ from hearth import models
 from hearth.dev.localnet import Localnet
 from hearth.errors import UserError, VerificationError
 
+from tests.waits import wait_settled
+
 # The bundled GGUF with one metadata string changed (same length): it loads and answers alike,
 # but its CID differs from the bundled model's, so a node can only have it from the Ollama blob.
 BUNDLED_GGUF_NAME = b"Smollm2 135M 8k Lc100K Mix1 Ep2"
@@ -138,5 +140,5 @@ def test_a_node_serves_a_model_from_an_ollama_store_in_place(tmp_path: Path, env
     out = env.hearth_json("job", "submit", "--model", "smollm2:135m", "--max-tokens", "16",
                           "--prompt", "What is the capital of France? Answer in one word.")
     assert out["verified"] is True and out["output"].strip()
-    assert env.market.job(out["job_id"]).state == "Settled"
+    wait_settled(env.market, out["job_id"])
     assert list((env.home / "node").rglob("*.gguf")) == []  # served in place, never copied

@@ -94,4 +94,6 @@ def test_audits_make_the_cheater_lose_and_pay_the_honest(tmp_path: Path) -> None
         # conservation: what left the client and the cheater is with the honest nodes, the fee
         # recipient (the devnet fee is 0) and the audit pool
         pool_after = int(net.market.call(net.market.contract.functions.auditPool()))
+        for i in everyone:  # shown with pytest -s: the figures of the note
+            print(f"account {i}: {cli_before[i]:.6f} -> {cli_after[i]:.6f} HRT ({(after[i] - before[i]) / TOKEN:+.6f})")
         assert sum(before.values()) == sum(after.values()) + (pool_after - pool_before)

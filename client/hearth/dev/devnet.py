@@ -175,13 +175,17 @@ def rpc_url() -> str:
 
 
 def transact_past_deadline(sender: Sender, fn: Any, devnet: bool) -> TxReceipt:
-    """Send a call that needs a deadline to have passed (settle, finalize, expire). An idle
-    automining devnet mines no blocks, so its clock stands still and the simulation of such a
-    call fails: when the deadline has passed in real time, mine one empty block and try again."""
+    """Send a call that needs time or blocks to have passed (settle, startAudit, finalize,
+    expire). An idle automining devnet mines no blocks, so its clock and its block number stand
+    still, and anvil simulates a call in the latest block: when the deadline has passed in real
+    time (DeadlineNotPassed), or the call needs the hash of the latest block (RandomnessNotReady),
+    mine one empty block and try again."""
     try:
         return sender.transact(fn)
     except ContractError as e:
-        if e.name != "DeadlineNotPassed" or not devnet or time.time() <= int(e.error_args["deadline"]):
+        if not devnet or e.name not in ("DeadlineNotPassed", "RandomnessNotReady"):
+            raise
+        if e.name == "DeadlineNotPassed" and time.time() <= int(e.error_args["deadline"]):
             raise
     sender.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     sender.resync()
