@@ -86,7 +86,7 @@ def bench_node(n_jobs: int, overhead_jobs: int, pairs: int, as_json: bool) -> No
         f"                      best {r['tokens_per_s_node']:.1f} vs {r['tokens_per_s_plain']:.1f} "
         f"({r['tokens_per_s_ratio']:.3f})",
         f"jobs/minute           node {r['jobs_per_minute']:.1f}, plain {r['jobs_per_minute_plain']:.1f} "
-        f"({r['jobs_per_minute_ratio']:.3f}; {n_jobs} jobs, {r['threads']} threads)",
+        f"({r['jobs_per_minute_ratio']:.3f}; {n_jobs} jobs; llama.cpp threads: {r['threads']})",
     ]))
 
 
