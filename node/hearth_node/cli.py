@@ -87,6 +87,8 @@ def bench_node(n_jobs: int, overhead_jobs: int, pairs: int, as_json: bool) -> No
         f"({r['tokens_per_s_ratio']:.3f})",
         f"jobs/minute           node {r['jobs_per_minute']:.1f}, plain {r['jobs_per_minute_plain']:.1f} "
         f"({r['jobs_per_minute_ratio']:.3f}; {n_jobs} jobs; llama.cpp threads: {r['threads']})",
+        f"                      node {r['throughput_seconds']['node']:.1f} s (posting "
+        f"{r['throughput_seconds']['of_which_posting']:.1f} s of it), plain {r['throughput_seconds']['plain']:.1f} s",
     ]))
 
 
