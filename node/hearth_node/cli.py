@@ -4,7 +4,6 @@ llama.cpp, so it belongs to the package that owns the runner)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -68,15 +67,29 @@ def node_run(c: Ctx, config_file: Path | None, models: tuple[str, ...], min_pric
 
 
 @click.command("node")
-@click.option("--jobs", "n_jobs", default=50, show_default=True, help="queued short jobs for the throughput run")
-@click.option("--overhead-jobs", default=10, show_default=True, help="sequential jobs for the overhead median")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="queued short jobs for the throughput run (plain llama-cpp-python runs the same)")
+@click.option("--overhead-jobs", type=click.IntRange(min=1), default=10, show_default=True,
+              help="sequential jobs for the overhead median")
+@click.option("--pairs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="node/plain pairs of 200-token runs for the tokens/s ratio")
 @json_opt
-def bench_node(n_jobs: int, overhead_jobs: int, as_json: bool) -> None:
-    """Node overhead, tokens/s ratio against plain llama-cpp-python, and jobs/minute."""
+def bench_node(n_jobs: int, overhead_jobs: int, pairs: int, as_json: bool) -> None:
+    """Node overhead, tokens/s and jobs/minute against plain llama-cpp-python."""
     from hearth_node.bench import node_bench
 
-    r = node_bench(n_jobs, overhead_jobs)
-    emit(r, as_json, json.dumps(r, indent=2))
+    r = node_bench(n_jobs, overhead_jobs, pairs)
+    emit(r, as_json, "\n".join([
+        f"overhead per job      median {r['overhead_ms_median']:.1f} ms ({overhead_jobs} jobs)",
+        f"tokens/s node/plain   median of pair ratios {r['tokens_per_s_ratio_median']:.3f}  "
+        f"(pairs: {', '.join(f'{x:.3f}' for x in r['tokens_per_s_pair_ratios'])})",
+        f"                      best {r['tokens_per_s_node']:.1f} vs {r['tokens_per_s_plain']:.1f} "
+        f"({r['tokens_per_s_ratio']:.3f})",
+        f"jobs/minute           node {r['jobs_per_minute']:.1f}, plain {r['jobs_per_minute_plain']:.1f} "
+        f"({r['jobs_per_minute_ratio']:.3f}; {n_jobs} jobs; llama.cpp threads: {r['threads']})",
+        f"                      node {r['throughput_seconds']['node']:.1f} s (posting "
+        f"{r['throughput_seconds']['of_which_posting']:.1f} s of it), plain {r['throughput_seconds']['plain']:.1f} s",
+    ]))
 
 
 @click.command("verify")

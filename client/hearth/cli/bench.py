@@ -1,4 +1,5 @@
-"""`hearth bench`: gas, CID and fetch speed and CLI start-up (the node adds `hearth bench node`)."""
+"""`hearth bench`: gas, CID and fetch speed, CLI start-up and job latency on a chain with a block time
+(the node adds `hearth bench node`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hearth.cli.common import emit, json_opt
 
 @click.group("bench")
 def bench_group() -> None:
-    """Measure gas, CID and fetch speed and node overhead."""
+    """Measure gas, CID and fetch speed, start-up, job latency and node overhead."""
 
 
 @bench_group.command("gas")
@@ -58,3 +59,23 @@ def bench_startup(runs: int, as_json: bool) -> None:
     r = startup_bench(runs)
     emit(r, as_json, "\n".join(f"{k:18} median {v['median_ms']:7.1f} ms  (min {v['min_ms']:.1f}, max {v['max_ms']:.1f})"
                                for k, v in r["commands"].items()))
+
+
+@bench_group.command("latency")
+@click.option("--block-time", type=click.FloatRange(min=0, min_open=True), default=12, show_default=True,
+              help="anvil's seconds per block (Sepolia and mainnet: 12)")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="jobs submitted one after another")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=8, show_default=True, help="tokens per job")
+@json_opt
+def bench_latency(block_time: float, n_jobs: int, max_tokens: int, as_json: bool) -> None:
+    """Submit to verified answer on a chain with a block time: seconds and blocks per job and
+    their medians (one local node, the path of `hearth job submit`)."""
+    from hearth.dev.latency import latency_bench
+
+    r = latency_bench(block_time, n_jobs, max_tokens, progress=lambda m: click.echo(m, err=True))
+    lines = [f"job {j['job_id']:>3}: {j['seconds']:6.1f} s  {j['blocks']:>2} blocks  "
+             f"({', '.join(f'{k} +{v}' for k, v in j['event_blocks'].items())})" for j in r["per_job"]]
+    lines.append(f"median:  {r['median_seconds']:6.1f} s  {r['median_blocks']:>2} blocks  "
+                 f"({n_jobs} jobs of {max_tokens} tokens, {block_time:g}-second blocks)")
+    emit(r, as_json, "\n".join(lines))
