@@ -199,7 +199,7 @@ def test_wrong_messages(message: Any) -> None:
     (("timings", "inference_seconds"), False), (("params",), None), (("params", "stop"), "abcd"),
     (("params", "extra"), 1), (("market",), "0x12"), (("provider",), None), (("spec_cid",), "not a cid"),
     (("model_sha256",), 7), (("signature",), "0x1234"), (("signature",), None), (("version",), True),
-    (("version",), 2), (("extra",), 1),
+    (("version",), 1), (("extra",), 1),
 ])
 def test_wrong_types_and_unknown_keys_in_results(path: tuple[str, ...], value: Any) -> None:
     assert path[-1] in rejected(parse_result, json.dumps(with_value(result_dict(), path, value)).encode())
@@ -237,7 +237,7 @@ def test_not_a_json_object(data: bytes) -> None:
 
 def test_results_with_a_duplicated_key() -> None:
     text = json.dumps(result_dict())
-    rejected(parse_result, text.replace('"version": 1', '"version": 1, "job_id": 8').encode())
+    rejected(parse_result, text.replace('"version": 2', '"version": 2, "job_id": 8').encode())
 
 
 # --------------------------------------------------------------------------- valid inputs

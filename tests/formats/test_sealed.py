@@ -110,13 +110,6 @@ def test_keys_are_derived_per_version_and_distinct() -> None:
         sealed.account_keypair(b"k" * 32, 0)
 
 
-def test_output_commitment_needs_the_key() -> None:
-    _, key = make()
-    assert sealed.chain_output_hash("Paris", None) != sealed.chain_output_hash("Paris", key)
-    assert sealed.chain_output_hash("Paris", key) == sealed.output_commitment("Paris", key)
-    assert sealed.output_commitment("Paris", key) != sealed.output_commitment("Paris", bytes(32))
-
-
 def test_plaintext_is_not_an_envelope() -> None:
     assert sealed.parse_envelope(SPEC) is None
     assert sealed.parse_envelope(b"\xff not json") is None

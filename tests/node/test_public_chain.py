@@ -12,6 +12,7 @@ from hearth.dev.localnet import Localnet
 from hearth.formats.cid import CID
 
 from tests.node.test_node import post_only, submit
+from tests.waits import wait_settled
 from tests.wsproxy import WsProxy
 
 
@@ -37,7 +38,7 @@ def test_node_completes_jobs_through_a_dropping_websocket(env: Localnet, tmp_pat
         node = env.start_node(extra=("--config", str(_config(tmp_path, ws_url=proxy.url, poll_interval=5.0))))
         for i in range(3):
             out = submit(env, prompt=f"Count to {i + 2}.")
-            assert env.market.job(out["job_id"]).state == "Settled"
+            wait_settled(env.market, out["job_id"])
             connects = node.get("/status")["websocket"]["connects"]
             _until(lambda c=connects: node.get("/status")["websocket"]["connects"] > c, "a reconnection", tick=mine)
         ws = node.get("/status")["websocket"]
@@ -109,5 +110,6 @@ def test_live_node_rescans_a_reorg_below_its_cursor(env: Localnet, depth: int) -
     _reorg(env, depth, raw)
     job_id = max(int(ev["args"]["jobId"]) for ev in env.market.logs("JobPosted", head - depth + 1, "latest"))
     view = node.wait_job(job_id, ("completed",), timeout=90)
-    assert view["spec_cid"] == spec_cid and env.market.job(job_id).state == "Settled"
+    assert view["spec_cid"] == spec_cid
+    wait_settled(env.market, job_id)
     assert "reorg detected" in node.log.read_text()

@@ -19,7 +19,7 @@ def test_tiny_model_job_and_verify(env: Localnet, tmp_path: Path) -> None:
     assert added["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     model.unlink()  # the node must fetch the model from IPFS by CID and check its sha256
     node = env.start_node(extra=("--model", "tiny", "--model", "smollm2-135m"))
-    out = env.hearth_json("job", "submit", "--model", "tiny", "--raw", "--prompt", "the cat", "--max-tokens", "64")
+    out = env.hearth_json("job", "submit", "--model", "tiny", "--raw", "--prompt", "the cat", "--max-tokens", "64", "--public")
     assert out["usage"]["completion_tokens"] > 0
     with KuboClient(env.ipfs_api) as k:
         vr = fetch_result(env.market, k, out["job_id"])
