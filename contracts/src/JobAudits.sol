@@ -151,7 +151,7 @@ library JobAudits {
         IJobMarket.JobSlot memory job = _slotDone(s, p, jobId, terms, result);
         IJobMarket.Audit storage au = s.audits[jobId];
         if (job.state == IJobMarket.State.Audited && au.phase == IJobMarket.Phase.Draw) {
-            // A hash gone from history would be known to all: the p.arbiter decides instead.
+            // A hash gone from history would be known to all: the arbiter decides instead.
             bytes32 h = _randomAt(au.drawBlock);
             address tiebreaker =
                 h == bytes32(0) ? address(0) : _draw(s, p, terms, keccak256(abi.encode(h, jobId, "tiebreak")), au.auditors[0]);
@@ -170,7 +170,7 @@ library JobAudits {
         if (job.state != IJobMarket.State.Audited && job.state != IJobMarket.State.Disputed) revert IJobMarket.InvalidState(jobId, job.state);
         if (block.timestamp <= job.deadline) revert IJobMarket.DeadlineNotPassed(jobId, job.deadline);
         if (job.state == IJobMarket.State.Disputed) {
-            // The p.arbiter never decided: the result stands and the requester, not shown wrong
+            // The arbiter never decided: the result stands and the requester, not shown wrong
             // either, gets its bond back.
             _conclude(s, p, jobId, terms, true, false);
         } else if (au.round == 1) {
@@ -204,11 +204,10 @@ library JobAudits {
 
     function resolve(Store storage s, Params memory p, uint256 jobId, IJobMarket.JobTerms calldata terms, IJobMarket.Result calldata result, bool providerWins)
         external
-       
     {
         if (msg.sender != p.arbiter) revert IJobMarket.NotArbiter(msg.sender);
         IJobMarket.JobSlot memory job = _loadDone(s, p, jobId, terms, result, IJobMarket.State.Disputed);
-        // One cutoff: the p.arbiter decides up to the deadline, `finalize` applies only after it.
+        // One cutoff: the arbiter decides up to the deadline, `finalize` applies only after it.
         if (block.timestamp > job.deadline) revert IJobMarket.DeadlinePassed(jobId, job.deadline);
         _conclude(s, p, jobId, terms, providerWins, true);
     }
@@ -230,7 +229,7 @@ library JobAudits {
         emit IJobMarket.JobSettled(jobId, terms.provider, toProvider, fee, auditFee);
     }
 
-    /// @dev Opens an audit with its first auditor (none: the caller sends the job to the p.arbiter).
+    /// @dev Opens an audit with its first auditor (none: the caller sends the job to the arbiter).
     function _openAudit(Store storage s, Params memory p, uint256 jobId,
         IJobMarket.JobTerms calldata terms,
         IJobMarket.Result calldata result,
@@ -312,7 +311,7 @@ library JobAudits {
         emit IJobMarket.AuditEnded(jobId, upheld);
         if (upheld) {
             delete s.jobs[jobId];
-            if (!bondForfeit) s.accounts[au.requester].balance += au.bond;
+            if (!bondForfeit && au.bond != 0) s.accounts[au.requester].balance += au.bond;
             _payProvider(s, p, jobId, terms, fund);
             return;
         }
@@ -326,8 +325,8 @@ library JobAudits {
         emit IJobMarket.JobRefunded(jobId, terms.client, refund);
     }
 
-    /// @dev Hands a job to the p.arbiter, after every state change, with a fixed gas allowance
-    ///      the caller cannot shrink: an p.arbiter that reverts, burns its gas or re-enters (every
+    /// @dev Hands a job to the arbiter, after every state change, with a fixed gas allowance
+    ///      the caller cannot shrink: an arbiter that reverts, burns its gas or re-enters (every
     ///      mutating entry point is) cannot block or bend the dispute, and always
     ///      hears of it.
     function _toArbiter(Store storage s, Params memory p, uint256 jobId, IJobMarket.JobTerms calldata terms) private {
