@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
-from hearth.chain.types import ZERO_ADDRESS, JobTerms
+from hearth.chain.types import PHASES, ZERO_ADDRESS, AuditRecord, Completion, JobTerms, result_commitment
 from hearth.dev.compile import artifact_path
 from hearth.dev.deploy import MarketParams
 from hearth.dev.deploy import deploy_contract as dev_deploy_contract
@@ -23,11 +23,23 @@ from hearth.formats.units import SUPPLY, TOKEN
 from tests.backends import Backend
 
 FIXED_GAS = 3_000_000  # skips gas estimation; reverts are decoded from the receipt
-OPEN_STATES = ("Posted", "Claimed", "Completed", "Disputed")
+OPEN_STATES = ("Posted", "Claimed", "Completed", "Audited", "Disputed")
+# states in which the claimer's collateral is locked
+LOCKED_STATES = ("Claimed", "Completed", "Audited", "Disputed")
 MODEL_V0 = bytes.fromhex("1220") + keccak(b"model-v0")
 MODEL_V1 = bytes.fromhex("01551220") + keccak(b"model-v1")
 SPEC = bytes.fromhex("1220") + keccak(b"spec")
 RESULT = bytes.fromhex("01701220") + keccak(b"result")
+CLASS_A = keccak(b"repro-class-a")
+CLASS_B = keccak(b"repro-class-b")
+OUT = b"\x11" * 32  # the honest output hash
+WRONG = b"\x66" * 32  # a wrong one
+SALT = b"\x5a" * 32
+
+
+def phase(name: str) -> int:
+    """An InvalidPhase error's `phase` argument (not decoded to a name like InvalidState's)."""
+    return PHASES.index(name)
 
 
 def artifact(name: str) -> dict[str, Any]:
@@ -52,6 +64,7 @@ class Harness:
     senders: dict[str, Sender]
     params: MarketParams
     jobs: dict[int, JobTerms] = field(default_factory=dict)
+    results: dict[int, Completion] = field(default_factory=dict)
     accounts: set[str] = field(default_factory=set)
 
     # ---------------------------------------------------------------- actors
@@ -85,10 +98,11 @@ class Harness:
         if deposit:
             self.op(acct, "deposit", deposit * TOKEN)
 
-    def register(self, acct: LocalAccount, stake: int = 100, models: tuple[bytes, ...] = (MODEL_V0,)) -> None:
-        """Fund and register a provider."""
+    def register(self, acct: LocalAccount, stake: int = 100, models: tuple[bytes, ...] = (MODEL_V0,),
+                 cls: bytes = CLASS_A) -> None:
+        """Fund and register a provider in reproducibility class `cls`."""
         self.fund(acct, 1000, stake + 100)
-        self.op(acct, "register", stake * TOKEN, TOKEN // 100, list(models))
+        self.op(acct, "register", stake * TOKEN, TOKEN // 100, cls, list(models))
 
     def post(self, client: LocalAccount, payment: int = TOKEN, claim_in: int = 3600, window: int = 600,
              provider: str = ZERO_ADDRESS, model: bytes = MODEL_V0, spec: bytes = SPEC) -> int:
@@ -110,8 +124,44 @@ class Harness:
         self.jobs[job_id] = self.jobs[job_id].with_provider(provider.address)
         return r
 
-    def complete(self, provider: LocalAccount, job_id: int, output_hash: bytes = b"\x11" * 32) -> Any:
-        return self.op(provider, "complete", job_id, self.terms(job_id), RESULT, output_hash)
+    def complete(self, provider: LocalAccount, job_id: int, output_hash: bytes = OUT, salt: bytes = SALT,
+                 commitment: bytes | None = None) -> Any:
+        """Complete with a commitment to `output_hash` (or this `commitment`); remembers the
+        job's Completion for the calls after it."""
+        if commitment is None:
+            commitment = result_commitment(job_id, provider.address, output_hash, salt)
+        r = self.op(provider, "complete", job_id, self.terms(job_id), RESULT, commitment)
+        self.results[job_id] = Completion(commitment, int(r["blockNumber"]))
+        return r
+
+    def result(self, job_id: int) -> tuple[bytes, int]:
+        """The job's Result in ABI form."""
+        return self.results[job_id].as_tuple()
+
+    def done(self, job_id: int) -> tuple[Any, ...]:
+        """(jobId, terms, result): the first arguments of every call on a completed job."""
+        return job_id, self.terms(job_id), self.result(job_id)
+
+    def settle(self, job_id: int, by: LocalAccount | None = None) -> Any:
+        """Settle after the window (advancing past it)."""
+        self.b.advance(self.dispute_window + 1)
+        return self.op(by or self.owner, "settle", *self.done(job_id))
+
+    # ---------------------------------------------------------------- audits
+    def audit(self, job_id: int) -> AuditRecord:
+        return self.market.audit(job_id)
+
+    def pool(self) -> int:
+        return int(self.market.contract.functions.auditPool().call())
+
+    def commit_audit(self, auditor: LocalAccount, job_id: int, output_hash: bytes = OUT,
+                     salt: bytes = SALT) -> Any:
+        return self.op(auditor, "commitAudit", job_id, result_commitment(job_id, auditor.address, output_hash, salt))
+
+    def reveal(self, party: str, job_id: int, output_hash: bytes = OUT, salt: bytes = SALT,
+               by: LocalAccount | None = None) -> Any:
+        """Open `party`'s commitment (sent by `by`, anyone: the owner by default)."""
+        return self.op(by or self.owner, "reveal", *self.done(job_id), party, output_hash, salt)
 
     @property
     def dispute_window(self) -> int:
@@ -135,29 +185,34 @@ class Harness:
         return max(payment * self.params.collateral_bps // 10_000, self.params.min_collateral)
 
     def check_invariant(self) -> None:
-        """Market token balance == internal balances + stakes + escrow of open jobs (payment,
-        collateral once claimed, the client's bond while disputed)."""
+        """Market token balance == internal balances + stakes + audit pool + escrow of open jobs
+        (payment; the claimer's collateral once claimed; while audited or disputed, the drawn
+        auditors' collateral and the requester's bond)."""
         m = self.market
         held = m.token_balance(m.address)
-        owed = 0
+        owed = self.pool()
         for a in self.accounts | {self.owner.address}:
             acct = m.account(a)
             owed += acct.balance + acct.stake
         for job_id, terms in self.jobs.items():
             st = self.state(job_id)
+            collateral = self.collateral(terms.payment)
             if st in OPEN_STATES:
                 owed += terms.payment
-                if st != "Posted":
-                    owed += self.collateral(terms.payment)
-                if st == "Disputed":
-                    owed += self.bond
+            if st in LOCKED_STATES:
+                owed += collateral
+            if st in ("Audited", "Disputed"):
+                au = self.audit(job_id)
+                owed += au.bond + collateral * sum(a != ZERO_ADDRESS for a in au.auditors)
         assert held == owed, f"invariant broken: market holds {held}, owes {owed}"
 
 
-TEST_PARAMS = MarketParams(dispute_window=0)
+# The contract tests' market: a 1 s window (settle in the next block after a jump), 10%
+# collateral, no random audits and no audit fee (test_audits.py sets its own).
+TEST_PARAMS = MarketParams(collateral_bps=1000, dispute_window=1, audit_bps=0, audit_fee_bps=0)
 
 
-def make_harness(b: Backend, dispute_window: int = 0, arbiter: str | None = None, **params: int) -> Harness:
+def make_harness(b: Backend, dispute_window: int = 1, arbiter: str | None = None, **params: int) -> Harness:
     """Deploy token, arbiter and market on `b` (TEST_PARAMS, with these changes)."""
     p = replace(TEST_PARAMS, dispute_window=dispute_window, **params)
     owner = b.accounts[0]

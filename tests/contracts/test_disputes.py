@@ -1,6 +1,7 @@
-"""Disputes, on eth-tester and anvil: the client's bond, the arbiter's one cutoff, a silent
-arbiter (the result stands), and arbiters that misbehave or are starved of gas. The balance
-invariant is checked after every operation."""
+"""Disputes that reach the arbiter, on eth-tester and anvil: a client's requested audit with no
+auditor to draw goes straight to the arbiter (audits with auditors: test_audits.py); the client's
+bond, the arbiter's one cutoff, a silent arbiter (the result stands), and arbiters that misbehave
+or are starved of gas. The balance invariant is checked after every operation."""
 
 from __future__ import annotations
 
@@ -45,42 +46,54 @@ def _arbiter(h: Harness, name: str = "SimpleArbiter") -> Any:
 
 
 def _decide(h: Harness, job: int, provider_wins: bool, name: str = "SimpleArbiter") -> None:
-    h.s(h.owner).transact(_arbiter(h, name).functions.decide(h.market.address, job, h.terms(job), provider_wins))
+    h.s(h.owner).transact(_arbiter(h, name).functions.decide(h.market.address, *h.done(job), provider_wins))
     h.check_invariant()
 
 
 def test_dispute_locks_bond_and_arbiter_refunds_client(hw: Harness) -> None:
     client, prov, other, job = _completed(hw)
-    hw.expect_revert("NotClient", other, "dispute", job, hw.terms(job), caller=other.address)
-    r = hw.op(client, "dispute", job, hw.terms(job))
+    hw.expect_revert("NotClient", other, "dispute", *hw.done(job), jobId=job, caller=other.address)
+    r = hw.op(client, "dispute", *hw.done(job))
     assert hw.state(job) == "Disputed"
     assert hw.balance(client.address) == 490 * TOKEN - hw.bond
-    ev = hw.market.contract.events.JobDisputed().process_receipt(r, errors=DISCARD)[0]["args"]
+    events = hw.market.contract.events
+    started = events.AuditStarted().process_receipt(r, errors=DISCARD)[0]["args"]
+    assert (started["requester"], started["bond"]) == (client.address, hw.bond)
+    assert events.AuditorAssigned().process_receipt(r, errors=DISCARD) == ()  # nobody else in the class
+    ev = events.JobDisputed().process_receipt(r, errors=DISCARD)[0]["args"]
     assert ev["bond"] == hw.bond and ev["arbitrationDeadline"] == hw.market.job(job).deadline
-    hw.expect_revert("NotArbiter", other, "resolve", job, hw.terms(job), False, caller=other.address)
+    au = hw.audit(job)
+    assert (au.requester, au.bond, au.phase) == (client.address, hw.bond, "None")
+    hw.expect_revert("NotArbiter", other, "resolve", *hw.done(job), False, caller=other.address)
+    hw.expect_revert("InvalidState", client, "dispute", *hw.done(job), jobId=job, state="Disputed")
     _decide(hw, job, False)
     assert hw.state(job) == "Refunded"
-    assert hw.balance(client.address) == 501 * TOKEN  # payment, collateral and bond back
-    assert hw.stake(prov.address) == 49 * TOKEN
-    released = hw.market.logs("DisputeBondReleased", hw.market.deploy_block, "latest", jobId=job)
-    assert [(e["args"]["to"], e["args"]["bond"], e["args"]["lapsed"]) for e in released] == [
-        (client.address, hw.bond, False)]
+    assert hw.balance(client.address) == 500 * TOKEN  # payment and bond back
+    assert hw.stake(prov.address) == 49 * TOKEN  # the whole collateral is lost ...
+    assert hw.pool() == TOKEN  # ... to the audit pool, with no auditor to reward
+    assert hw.market.account(prov.address).open_jobs == 0
+    slashed = hw.market.logs("Slashed", hw.market.deploy_block, "latest", jobId=job)
+    assert [(e["args"]["account"], e["args"]["amount"]) for e in slashed] == [(prov.address, TOKEN)]
+    refunded = hw.market.logs("JobRefunded", hw.market.deploy_block, "latest", jobId=job)
+    assert [e["args"]["refund"] for e in refunded] == [10 * TOKEN + hw.bond]
+    hw.expect_revert("InvalidState", other, "settle", *hw.done(job), jobId=job, state="Refunded")
 
 
 def test_upheld_result_pays_provider_and_bond(hw: Harness) -> None:
     client, prov, _, job = _completed(hw)
-    hw.op(client, "dispute", job, hw.terms(job))
+    hw.op(client, "dispute", *hw.done(job))
     before = hw.balance(prov.address)
     _decide(hw, job, True)
     assert hw.state(job) == "Settled"
     assert hw.balance(prov.address) == before + 10 * TOKEN + hw.bond
     assert hw.stake(prov.address) == 50 * TOKEN
     assert hw.balance(client.address) == 490 * TOKEN - hw.bond
+    assert hw.pool() == 0
 
 
 def test_dispute_needs_the_bond(hw: Harness) -> None:
     client, _, _, job = _completed(hw, payment=10 * TOKEN, deposit=10)
-    hw.expect_revert("InsufficientBalance", client, "dispute", job, hw.terms(job), account=client.address,
+    hw.expect_revert("InsufficientBalance", client, "dispute", *hw.done(job), account=client.address,
                      balance=0, needed=hw.bond)
     assert hw.state(job) == "Completed"
 
@@ -88,14 +101,14 @@ def test_dispute_needs_the_bond(hw: Harness) -> None:
 def test_dispute_after_window_reverts(hw: Harness) -> None:
     client, _, _, job = _completed(hw)
     hw.b.advance(3601)
-    hw.expect_revert("DeadlinePassed", client, "dispute", job, hw.terms(job), jobId=job)
+    hw.expect_revert("DeadlinePassed", client, "dispute", *hw.done(job), jobId=job)
 
 
 def test_silent_arbiter_lets_the_result_stand(hw: Harness) -> None:
     client, prov, other, job = _completed(hw)
-    hw.op(client, "dispute", job, hw.terms(job))
+    hw.op(client, "dispute", *hw.done(job))
     deadline = hw.market.job(job).deadline
-    hw.expect_revert("DeadlineNotPassed", other, "expire", job, hw.terms(job), jobId=job, deadline=deadline)
+    hw.expect_revert("DeadlineNotPassed", other, "finalize", *hw.done(job), jobId=job, deadline=deadline)
     hw.b.advance(86_401)
     # one cutoff: past the deadline the arbiter can no longer decide ...
     with pytest.raises(ContractError) as info:
@@ -104,14 +117,14 @@ def test_silent_arbiter_lets_the_result_stand(hw: Harness) -> None:
     hw.s(hw.owner).resync()
     # ... and anyone can end the dispute: the provider is paid, the client gets its bond back
     before = hw.balance(prov.address)
-    r = hw.op(other, "expire", job, hw.terms(job))
+    r = hw.op(other, "finalize", *hw.done(job))
     assert hw.state(job) == "Settled"
     assert hw.balance(prov.address) == before + 10 * TOKEN
     assert hw.stake(prov.address) == 50 * TOKEN
     assert hw.balance(client.address) == 490 * TOKEN
-    ev = hw.market.contract.events.DisputeBondReleased().process_receipt(r, errors=DISCARD)[0]["args"]
-    assert (ev["to"], ev["bond"], ev["lapsed"]) == (client.address, hw.bond, True)
-    hw.expect_revert("InvalidState", other, "expire", job, hw.terms(job), state="Settled")
+    ended = hw.market.contract.events.AuditEnded().process_receipt(r, errors=DISCARD)[0]["args"]
+    assert ended["upheld"] is True
+    hw.expect_revert("InvalidState", other, "finalize", *hw.done(job), jobId=job, state="Settled")
 
 
 # ------------------------------------------------------------------ misbehaving arbiters
@@ -133,9 +146,9 @@ def test_malicious_arbiter_cannot_block_or_move_funds(backend: Backend, mode: in
         h.s(owner).transact(h.market.token.functions.transfer(arb.address, 5 * TOKEN))
         h.s(owner).transact(arb.functions.fund(h.market.address, h.market.token.address, 5 * TOKEN))
         h.accounts.add(arb.address)
-    h.s(owner).transact(arb.functions.configure(mode, h.terms(job)))
+    h.s(owner).transact(arb.functions.configure(mode, h.terms(job), h.result(job)))
     paid = h.balance(prov.address)
-    h.op(client, "dispute", job, h.terms(job))  # the arbiter's misbehaviour cannot block it
+    h.op(client, "dispute", *h.done(job))  # the arbiter's misbehaviour cannot block it
     assert h.state(job) == "Disputed"
     assert arb.functions.reentered().call() is False
     if mode in (1, 2):  # the attempt was made, and the reentrancy guard refused it
@@ -160,8 +173,8 @@ def test_malicious_arbiter_cannot_block_or_move_funds(backend: Backend, mode: in
 def test_arbiter_cannot_be_silenced_by_a_tight_gas_limit(backend: Backend) -> None:
     h, arb = _evil(backend)
     client, _, _, job = _completed(h)
-    h.s(h.owner).transact(arb.functions.configure(4, h.terms(job)))  # records the gas it gets
-    fn = h.market.fn("dispute", job, h.terms(job))
+    h.s(h.owner).transact(arb.functions.configure(4, h.terms(job), h.result(job)))  # records the gas it gets
+    fn = h.market.fn("dispute", *h.done(job))
     enough = int(fn.estimate_gas({"from": client.address}))
     short = enough - 15_000
     with pytest.raises(Exception) as info:  # noqa: B017  (decoded just below)
@@ -185,8 +198,8 @@ def test_arbiter_cannot_be_silenced_by_a_tight_gas_limit(backend: Backend) -> No
 def test_arbiter_that_burns_its_gas_does_not_sink_a_tight_dispute(backend: Backend) -> None:
     h, arb = _evil(backend)
     client, _, _, job = _completed(h)
-    h.s(h.owner).transact(arb.functions.configure(3, h.terms(job)))
-    fn = h.market.fn("dispute", job, h.terms(job))
+    h.s(h.owner).transact(arb.functions.configure(3, h.terms(job), h.result(job)))
+    fn = h.market.fn("dispute", *h.done(job))
     r = Sender(h.b.w3, client, fixed_gas=int(fn.estimate_gas({"from": client.address}))).transact(fn)
     h.s(client).resync()
     h.check_invariant()

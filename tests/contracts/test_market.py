@@ -9,12 +9,12 @@ from dataclasses import replace
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from hearth.chain.types import ZERO_ADDRESS
+from hearth.chain.types import ZERO_ADDRESS, result_commitment
 from hearth.formats.units import TOKEN
 from hearth.jobs import permit_signature
 
 from tests.backends import Backend
-from tests.contracts.harness import MODEL_V0, MODEL_V1, RESULT, SPEC, Harness, make_harness
+from tests.contracts.harness import CLASS_A, CLASS_B, MODEL_V0, MODEL_V1, OUT, RESULT, SALT, SPEC, Harness, make_harness
 
 
 @pytest.fixture
@@ -88,25 +88,70 @@ def test_register_and_manage(h: Harness) -> None:
 def test_register_below_minimum_reverts(h: Harness) -> None:
     _, prov, _ = actors(h)
     h.fund(prov, 100, 50)
-    h.expect_revert("StakeBelowMinimum", prov, "register", TOKEN, 0, [MODEL_V0], stake=TOKEN, minimum=10 * TOKEN)
+    h.expect_revert("StakeBelowMinimum", prov, "register", TOKEN, 0, CLASS_A, [MODEL_V0], stake=TOKEN,
+                    minimum=10 * TOKEN)
 
 
 def test_register_without_balance_reverts(h: Harness) -> None:
     _, prov, _ = actors(h)
     h.fund(prov, 100, 5)
-    h.expect_revert("InsufficientBalance", prov, "register", 20 * TOKEN, 0, [MODEL_V0])
+    h.expect_revert("InsufficientBalance", prov, "register", 20 * TOKEN, 0, CLASS_A, [MODEL_V0],
+                    account=prov.address, balance=5 * TOKEN, needed=20 * TOKEN)
 
 
 def test_register_twice_reverts(h: Harness) -> None:
     _, prov, _ = actors(h)
     h.register(prov)
-    h.expect_revert("ProviderAlreadyRegistered", prov, "register", 10 * TOKEN, 0, [], provider=prov.address)
+    h.expect_revert("ProviderAlreadyRegistered", prov, "register", 10 * TOKEN, 0, CLASS_A, [], provider=prov.address)
 
 
 def test_register_empty_cid_reverts(h: Harness) -> None:
     _, prov, _ = actors(h)
     h.fund(prov, 100, 50)
-    h.expect_revert("EmptyCid", prov, "register", 20 * TOKEN, 0, [b""])
+    h.expect_revert("EmptyCid", prov, "register", 20 * TOKEN, 0, CLASS_A, [b""])
+
+
+def test_register_zero_class_reverts(h: Harness) -> None:
+    _, prov, _ = actors(h)
+    h.fund(prov, 100, 50)
+    h.expect_revert("InvalidReproClass", prov, "register", 20 * TOKEN, 0, b"\0" * 32, [MODEL_V0])
+
+
+def members(h: Harness, cls: bytes) -> list[str]:
+    return list(h.market.contract.functions.classMembers(cls).call())
+
+
+def test_repro_class_membership(h: Harness) -> None:
+    client, prov, other = actors(h)
+    h.fund(client)
+    h.register(prov, 50)
+    h.register(other, 50)
+    c = h.market.contract.functions
+    assert c.reproClassOf(prov.address).call() == CLASS_A
+    assert members(h, CLASS_A) == [prov.address, other.address] and members(h, CLASS_B) == []
+    h.expect_revert("InvalidReproClass", prov, "setReproClass", b"\0" * 32)
+    h.op(prov, "setReproClass", CLASS_B)
+    assert members(h, CLASS_A) == [other.address] and members(h, CLASS_B) == [prov.address]
+    assert c.reproClassOf(prov.address).call() == CLASS_B
+    # a provider with an open job keeps its class: its audit needs auditors of that class
+    job = h.post(client)
+    h.claim(prov, job)
+    h.expect_revert("ProviderHasOpenJobs", prov, "setReproClass", CLASS_A, provider=prov.address, openJobs=1)
+    h.complete(prov, job)
+    h.expect_revert("ProviderHasOpenJobs", prov, "setReproClass", CLASS_A, provider=prov.address, openJobs=1)
+    h.settle(job)
+    h.op(prov, "setReproClass", CLASS_A)
+    assert sorted(members(h, CLASS_A)) == sorted([prov.address, other.address]) and members(h, CLASS_B) == []
+    # withdrawing the stake leaves the class; unbonding alone does not
+    h.op(other, "unbond")
+    h.expect_revert("ProviderNotActive", other, "setReproClass", CLASS_B, provider=other.address)
+    assert other.address in members(h, CLASS_A)
+    h.b.advance(3601)
+    h.op(other, "withdrawStake")
+    assert members(h, CLASS_A) == [prov.address]
+    assert c.reproClassOf(other.address).call() == b"\0" * 32
+    h.op(other, "register", 10 * TOKEN, 0, CLASS_B, [MODEL_V0])
+    assert members(h, CLASS_B) == [other.address]
 
 
 def test_unregistered_provider_calls_revert(h: Harness) -> None:
@@ -133,6 +178,9 @@ def test_unbond_and_withdraw_stake(h: Harness) -> None:
     h.b.advance(3601)
     h.expect_revert("ProviderHasOpenJobs", prov, "withdrawStake", provider=prov.address, openJobs=1)
     h.complete(prov, job)
+    # a completed job stays open until it is settled
+    h.expect_revert("ProviderHasOpenJobs", prov, "withdrawStake", provider=prov.address, openJobs=1)
+    h.settle(job)
     before = h.balance(prov.address)
     h.op(prov, "withdrawStake")
     assert h.balance(prov.address) == before + 50 * TOKEN
@@ -152,7 +200,7 @@ def test_withdraw_stake_clears_models_and_price(h: Harness) -> None:
     assert not h.market.serves(prov.address, MODEL_V0) and not h.market.serves(prov.address, MODEL_V1)
     assert h.market.min_price(prov.address) == 0
     # registering again brings back neither the old models nor the old price
-    h.op(prov, "register", 10 * TOKEN, 3, [MODEL_V1])
+    h.op(prov, "register", 10 * TOKEN, 3, CLASS_A, [MODEL_V1])
     assert not h.market.serves(prov.address, MODEL_V0) and h.market.serves(prov.address, MODEL_V1)
     assert h.market.min_price(prov.address) == 3
     job = h.post(client)
@@ -292,22 +340,64 @@ def test_claim_reserved_for_other_provider_reverts(h: Harness) -> None:
 # ------------------------------------------------------------------ complete / settle
 
 
-def test_complete_pays_at_once_without_window(h: Harness) -> None:
-    client, prov, _ = actors(h)
+def test_complete_commits_and_settle_pays_after_the_window(hw: Harness) -> None:
+    client, prov, anyone = actors(hw)
+    hw.fund(client)
+    hw.register(prov, 50)
+    job = hw.post(client, payment=4 * TOKEN)
+    hw.claim(prov, job)
+    r = hw.complete(prov, job)
+    assert hw.state(job) == "Completed"
+    assert hw.stake(prov.address) == 50 * TOKEN - 4 * TOKEN // 10  # collateral still locked
+    ev = hw.market.contract.events.JobCompleted().process_receipt(r)[0]["args"]
+    commitment = result_commitment(job, prov.address, OUT, SALT)
+    assert bytes(ev["resultCid"]) == RESULT and bytes(ev["commitment"]) == commitment
+    assert ev["disputeDeadline"] == hw.market.job(job).deadline == hw.b.w3.eth.get_block(r["blockNumber"])[
+        "timestamp"] + 3600
+    assert hw.market.completion(job) == hw.results[job]
+    # the slot now commits to the result too: the claim-time terms alone no longer open it
+    hw.expect_revert("UnknownJob", prov, "complete", job, hw.terms(job), RESULT, commitment, jobId=job)
+    hw.expect_revert("DeadlineNotPassed", anyone, "settle", *hw.done(job), jobId=job,
+                     deadline=hw.market.job(job).deadline)
+    # the result is part of the job's commitment: another one does not open it
+    other_block = (commitment, hw.results[job].block + 1)
+    other_commitment = (b"\x01" * 32, hw.results[job].block)
+    hw.expect_revert("UnknownJob", anyone, "settle", job, hw.terms(job), other_block, jobId=job)
+    hw.expect_revert("UnknownJob", anyone, "settle", job, hw.terms(job), other_commitment, jobId=job)
+    hw.b.advance(3601)
+    before = hw.balance(prov.address)
+    r = hw.op(anyone, "settle", *hw.done(job))
+    assert hw.state(job) == "Settled"
+    assert hw.balance(prov.address) == before + 4 * TOKEN  # no fee, no audit fee on this market
+    assert hw.stake(prov.address) == 50 * TOKEN
+    assert hw.market.account(prov.address).open_jobs == 0
+    ev = hw.market.contract.events.JobSettled().process_receipt(r)[0]["args"]
+    assert (ev["providerAmount"], ev["fee"], ev["auditFee"]) == (4 * TOKEN, 0, 0)
+    # a settled job is never paid twice
+    hw.expect_revert("InvalidState", anyone, "settle", *hw.done(job), jobId=job, state="Settled")
+    hw.expect_revert("InvalidState", prov, "complete", job, hw.terms(job), RESULT, commitment,
+                     jobId=job, state="Settled")
+
+
+def test_settle_pays_the_audit_fee_into_the_pool(backend: Backend) -> None:
+    h = make_harness(backend, dispute_window=60, audit_fee_bps=500)
+    client, prov, anyone = actors(h)
     h.fund(client)
     h.register(prov, 50)
-    job = h.post(client, payment=4 * TOKEN)
+    h.accounts.add(anyone.address)
+    h.op(h.owner, "setFee", 100, anyone.address)
+    job = h.post(client, payment=10 * TOKEN)
     h.claim(prov, job)
-    before = h.balance(prov.address)
     h.complete(prov, job)
-    assert h.state(job) == "Settled"
-    assert h.balance(prov.address) == before + 4 * TOKEN
-    assert h.stake(prov.address) == 50 * TOKEN
-    ev = h.market.logs("JobCompleted", h.market.deploy_block, "latest", jobId=job)[0]["args"]
-    assert bytes(ev["resultCid"]) == RESULT and bytes(ev["outputHash"]) == b"\x11" * 32
-    # a settled job is never paid twice
-    h.expect_revert("InvalidState", prov, "complete", job, h.terms(job), RESULT, b"\x11" * 32,
-                    jobId=job, state="Settled")
+    assert h.market.contract.functions.auditSelected(*h.done(job)).call() is False  # auditBps 0
+    before = h.balance(prov.address)
+    r = h.settle(job)
+    ev = h.market.contract.events.JobSettled().process_receipt(r)[0]["args"]
+    assert (ev["providerAmount"], ev["fee"], ev["auditFee"]) == (10 * TOKEN - TOKEN // 10 - TOKEN // 2,
+                                                                 TOKEN // 10, TOKEN // 2)
+    assert h.balance(prov.address) == before + 10 * TOKEN - TOKEN // 10 - TOKEN // 2
+    assert h.balance(anyone.address) == TOKEN // 10
+    assert h.pool() == TOKEN // 2
 
 
 def test_complete_reverts(h: Harness) -> None:
@@ -319,25 +409,10 @@ def test_complete_reverts(h: Harness) -> None:
     h.claim(prov, job)
     h.expect_revert("NotProvider", other, "complete", job, h.terms(job), RESULT, b"\0" * 32, caller=other.address)
     h.expect_revert("EmptyCid", prov, "complete", job, h.terms(job), b"", b"\0" * 32)
+    # a call for a completed job on a claimed one: its terms say which state it is in
+    h.expect_revert("InvalidState", other, "settle", job, h.terms(job), (b"\0" * 32, 1), jobId=job, state="Claimed")
     h.b.advance(200)
     h.expect_revert("DeadlinePassed", prov, "complete", job, h.terms(job), RESULT, b"\0" * 32, jobId=job)
-
-
-def test_settle_after_dispute_window(hw: Harness) -> None:
-    client, prov, _ = actors(hw)
-    hw.fund(client)
-    hw.register(prov, 50)
-    job = hw.post(client, payment=2 * TOKEN)
-    hw.claim(prov, job)
-    hw.complete(prov, job)
-    assert hw.state(job) == "Completed"
-    hw.expect_revert("DeadlineNotPassed", client, "settle", job, hw.terms(job), jobId=job)
-    hw.b.advance(3601)
-    before = hw.balance(prov.address)
-    hw.op(client, "settle", job, hw.terms(job))
-    assert hw.state(job) == "Settled"
-    assert hw.balance(prov.address) == before + 2 * TOKEN
-    hw.expect_revert("InvalidState", client, "settle", job, hw.terms(job), state="Settled")
 
 
 def test_fee_and_its_recipient_are_fixed_at_post(h: Harness) -> None:
@@ -364,6 +439,8 @@ def test_fee_and_its_recipient_are_fixed_at_post(h: Harness) -> None:
     h.expect_revert("UnknownJob", prov, "complete", second, forged.as_tuple(), RESULT, b"\0" * 32, jobId=second)
     for job in (free, first, second):
         h.complete(prov, job)
+    for job in (free, first, second):
+        h.settle(job)
     assert h.balance(other.address) == TOKEN // 2  # 5% of `first`
     assert h.balance(treasury.address) == TOKEN // 5  # 2% of `second`
     assert h.balance(prov.address) == paid + 30 * TOKEN - TOKEN // 2 - TOKEN // 5
@@ -417,13 +494,33 @@ def test_expire_claimed_slashes_collateral(h: Harness) -> None:
     assert h.market.account(prov.address).open_jobs == 0
 
 
-def test_expire_settled_reverts(h: Harness) -> None:
+def test_expire_claimed_returns_collateral_above_the_payment(backend: Backend) -> None:
+    h = make_harness(backend, collateral_bps=150_000)  # 15x the payment
+    client, prov, anyone = actors(h)
+    h.fund(client)
+    h.register(prov, 50)
+    job = h.post(client, payment=2 * TOKEN, window=100)
+    h.claim(prov, job)
+    assert h.stake(prov.address) == 20 * TOKEN
+    h.b.advance(101)
+    r = h.op(anyone, "expire", job, h.terms(job))
+    ev = h.market.contract.events.JobExpired().process_receipt(r)[0]["args"]
+    assert (ev["refund"], ev["slashed"]) == (4 * TOKEN, 2 * TOKEN)  # payment back and the payment again
+    assert h.balance(client.address) == 502 * TOKEN
+    assert h.stake(prov.address) == 48 * TOKEN  # the rest of the collateral is back in stake
+    assert h.market.account(prov.address).open_jobs == 0
+
+
+def test_expire_completed_or_settled_reverts(h: Harness) -> None:
     client, prov, _ = actors(h)
     h.fund(client)
     h.register(prov)
     job = h.post(client)
     h.claim(prov, job)
     h.complete(prov, job)
+    h.b.advance(100_000)
+    h.expect_revert("UnknownJob", client, "expire", job, h.terms(job), jobId=job)  # terms alone: see above
+    h.op(client, "settle", *h.done(job))
     h.expect_revert("InvalidState", client, "expire", job, h.terms(job), state="Settled")
 
 

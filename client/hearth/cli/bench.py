@@ -1,9 +1,10 @@
-"""`hearth bench`: gas, CID and fetch speed, CLI start-up and job latency on a chain with a block time
-(the node adds `hearth bench node`)."""
+"""`hearth bench`: gas, CID and fetch speed, CLI start-up, job latency on a chain with a block time
+and the economics of random audits (the node adds `hearth bench node`)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -12,7 +13,7 @@ from hearth.cli.common import emit, json_opt
 
 @click.group("bench")
 def bench_group() -> None:
-    """Measure gas, CID and fetch speed, start-up, job latency and node overhead."""
+    """Measure gas, CID and fetch speed, start-up, job latency, audits and node overhead."""
 
 
 @bench_group.command("gas")
@@ -79,3 +80,41 @@ def bench_latency(block_time: float, n_jobs: int, max_tokens: int, as_json: bool
     lines.append(f"median:  {r['median_seconds']:6.1f} s  {r['median_blocks']:>2} blocks  "
                  f"({n_jobs} jobs of {max_tokens} tokens, {block_time:g}-second blocks)")
     emit(r, as_json, "\n".join(lines))
+
+
+@bench_group.command("audits")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=10), default=600, show_default=True,
+              help="jobs posted, half of them to the cheating provider")
+@click.option("--cheat-share", type=click.FloatRange(0, 1), default=2 / 3, show_default=True,
+              help="share of its jobs on which the cheater commits to a wrong output")
+@json_opt
+def bench_audits(n_jobs: int, cheat_share: float, as_json: bool) -> None:
+    """Random audits on the real market (fresh anvil, scripted providers, default parameters):
+    does a provider that cheats on some of its jobs lose money, and is an honest one never slashed?"""
+    from hearth.dev.auditsim import simulate
+
+    r = simulate(n_jobs, cheat_share, progress=lambda m: click.echo(m, err=True))
+    emit(r, as_json, audits_text(r))
+
+
+def audits_text(r: dict[str, Any]) -> str:
+    """`hearth bench audits`' figures as text, amounts in HRT."""
+    from hearth.formats.units import TOKEN
+
+    def hrt(wei: float) -> str:
+        return f"{wei / TOKEN:+.2f}"
+
+    c = r["cheater"]
+    lines = [f"{r['jobs']} jobs, {r['audited']} audited at random ({r['audit_rate']:.1%}; the market draws "
+             f"{r['audit_bps'] / 100:g}%), {r['mismatches']} mismatches, {r['disputed']} to the arbiter, "
+             f"{len(r['refunded_jobs'])} refunded",
+             f"{'provider':10} {'jobs':>5} {'payments':>9} {'audit rewards':>13} {'slashed':>9} {'net':>9}"]
+    for p in r["providers"]:
+        lines.append(f"{p['role']:10} {p['jobs']:>5} {hrt(p['payments']):>9} {hrt(p['audit_rewards']):>13} "
+                     f"{hrt(-p['slashed']):>9} {hrt(p['net']):>9}")
+    lines += [f"cheater: cheated on {c['cheated']} jobs, caught on {c['caught']}; on those jobs it was paid "
+              f"{hrt(c['paid_on_cheated'])} and lost {hrt(-c['slashed_on_cheated'])}: net {hrt(c['net_on_cheated'])} HRT "
+              f"({hrt(c['net_per_cheated_job'])} per cheated job; expected at q = p: {hrt(c['expected_per_cheated_job'])})",
+              f"cheater in all: {hrt(c['total'])} HRT, where doing every job honestly would have brought "
+              f"{hrt(c['honest_equivalent'])}"]
+    return "\n".join(lines)
