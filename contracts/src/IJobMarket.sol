@@ -353,8 +353,6 @@ interface IJobMarket {
     /// @notice Change the reproducibility class (active providers without open jobs or audits).
     function setReproClass(bytes32 reproClass) external;
 
-    /// @notice Change the reproducibility class (active providers without open jobs or audits).
-
     /// @notice Move `amount` from the internal balance into stake.
     function addStake(uint96 amount) external;
 
@@ -408,9 +406,6 @@ interface IJobMarket {
         external
         view
         returns (bool);
-
-    /// @notice Whether a completed job was drawn for a random audit: the hash of its completion
-    ///         block, unknown when the provider sent `complete`, decides.
 
     /// @notice Start the random audit of a completed job drawn for one (anyone): draws an
     ///         auditor among the other active providers of the provider's class that serve the
