@@ -1,6 +1,10 @@
 """An independent model of JobMarket's money, written from the rules rather than the code: who
-holds what, in which state each job is, and when each of its deadlines passes. The state-machine
-test (test_properties.py) drives the contract and this model side by side.
+holds what, in which state each job (and its audit) is, and when each of its deadlines passes.
+The state-machine test (test_properties.py) drives the contract and this model side by side.
+
+Randomness is the chain's: whether a job is drawn for audit and which auditor is drawn come from
+block hashes, so the test reads them from the chain; the model checks that the draw was allowed
+(an eligible auditor, or none to draw when the audit is skipped) and does the rest.
 
 Time is counted in jumps of JUMP seconds; every window and timeout is a multiple of 500 s that
 no number of jumps equals, so "before" and "after" a deadline are never ambiguous, whatever few
@@ -11,17 +15,34 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hearth.chain.types import JobTerms
+from hearth.chain.types import Completion, JobTerms
 from hearth.dev.deploy import MarketParams
 from hearth.formats.units import TOKEN
 
 JUMP = 1_500
 PARAMS = MarketParams(
-    collateral_bps=1000, min_collateral=TOKEN // 10, dispute_window=2_000, dispute_bond=TOKEN // 2,
+    collateral_bps=1000, min_collateral=TOKEN // 10, dispute_window=1_000, dispute_bond=TOKEN // 2,
     arbitration_timeout=1_000, max_completion_window=2_000, unbonding_delay=1_000, min_stake=10 * TOKEN,
+    audit_bps=5_000, audit_fee_bps=1_000, audit_timeout=1_000,
 )
-OPEN = ("Posted", "Claimed", "Completed", "Disputed")
+OPEN = ("Posted", "Claimed", "Completed", "Audited", "Disputed")
+LOCKED = ("Claimed", "Completed", "Audited", "Disputed")
 FINAL = ("Settled", "Cancelled", "Expired", "Refunded")
+ZERO = "0x0000000000000000000000000000000000000000"
+
+
+@dataclass
+class Audit:
+    """A running audit as the model sees it."""
+
+    requester: str | None
+    bond: int
+    auditors: list[str]
+    commits: list[bytes | None] = field(default_factory=lambda: [None, None])  # the output each committed to
+    outputs: list[bytes | None] = field(default_factory=lambda: [None, None])  # revealed
+    provider_output: bytes | None = None
+    round: int = 0
+    phase: str = "Commit"
 
 
 @dataclass
@@ -32,16 +53,20 @@ class Job:
     claim_in: int
     state: str = "Posted"
     since: int = 0  # model time of the event that started the current deadline
+    result: Completion | None = None
+    output: bytes = b""  # what the provider committed to at complete
+    audit: Audit | None = None
 
 
 @dataclass
 class Model:
-    """Balances, stakes, provider records and jobs, moved by the market's rules."""
+    """Balances, stakes, provider records, jobs and audits, moved by the market's rules."""
 
     params: MarketParams
     fee_bps: int
     fee_recipient: str
     now: int = 0
+    pool: int = 0
     wallet: dict[str, int] = field(default_factory=dict)
     balance: Counter[str] = field(default_factory=Counter)
     stake: Counter[str] = field(default_factory=Counter)
@@ -49,6 +74,7 @@ class Model:
     status: dict[str, str] = field(default_factory=dict)
     unbond_at: dict[str, int] = field(default_factory=dict)
     serves: dict[str, set[bytes]] = field(default_factory=dict)
+    cls: dict[str, bytes] = field(default_factory=dict)
     jobs: dict[int, Job] = field(default_factory=dict)
     paid: Counter[int] = field(default_factory=Counter)
 
@@ -57,15 +83,17 @@ class Model:
         return max(payment * self.params.collateral_bps // 10_000, self.params.min_collateral)
 
     def escrow(self) -> int:
-        """What the market holds for open jobs: payments, collateral once claimed, bonds."""
+        """What the market holds for open jobs: payments, the claimer's collateral, the drawn
+        auditors' collateral and the bonds of requested audits."""
         total = 0
         for j in self.jobs.values():
+            c = self.collateral(j.terms.payment)
             if j.state in OPEN:
                 total += j.terms.payment
-            if j.state in ("Claimed", "Completed", "Disputed"):
-                total += self.collateral(j.terms.payment)
-            if j.state == "Disputed":
-                total += self.params.dispute_bond
+            if j.state in LOCKED:
+                total += c
+            if j.state in ("Audited", "Disputed") and j.audit is not None:
+                total += j.audit.bond + c * len(j.audit.auditors)
         return total
 
     def elapsed(self, job: Job) -> int:
@@ -75,7 +103,7 @@ class Model:
         """The length of the job's current deadline window."""
         p = self.params
         return {"Posted": job.claim_in, "Claimed": job.terms.completion_window, "Completed": p.dispute_window,
-                "Disputed": p.arbitration_timeout}[job.state]
+                "Audited": p.audit_timeout, "Disputed": p.arbitration_timeout}[job.state]
 
     def open_window(self, job: Job) -> bool:
         return self.elapsed(job) < self.window(job)
@@ -84,7 +112,16 @@ class Model:
         t = job.terms
         return (self.status.get(provider) == "Active" and t.model_key in self.serves.get(provider, set())
                 and self.stake[provider] >= self.collateral(t.payment)
-                and t.provider in (provider, "0x0000000000000000000000000000000000000000"))
+                and t.provider in (provider, ZERO))
+
+    def eligible(self, job: Job, exclude: str | None = None) -> set[str]:
+        """Who may be drawn to audit `job`: other active providers of its provider's class that
+        serve the model and have the collateral free."""
+        t = job.terms
+        c = self.collateral(t.payment)
+        return {a for a, s in self.status.items()
+                if s == "Active" and a not in (t.provider, exclude) and self.cls.get(a) == self.cls[t.provider]
+                and t.model_key in self.serves.get(a, set()) and self.stake[a] >= c}
 
     def in_state(self, *states: str) -> list[int]:
         return [i for i, j in self.jobs.items() if j.state in states]
@@ -106,26 +143,80 @@ class Model:
         j.state, j.since = state, self.now
 
     def pay_provider(self, job_id: int, extra: int = 0) -> None:
-        """Settle: payment less fee (plus `extra`) to the provider, fee to the job's recipient."""
+        """Settle: payment less fee and audit fee (plus `extra`) to the provider, the fee to the
+        job's recipient, the audit fee to the pool, the collateral back to stake."""
         j = self.jobs[job_id]
         t = j.terms
         fee = t.payment * t.fee_bps // 10_000
-        self.balance[t.provider] += t.payment - fee + extra
+        audit_fee = t.payment * self.params.audit_fee_bps // 10_000
+        self.balance[t.provider] += t.payment - fee - audit_fee + extra
         self.balance[t.fee_recipient] += fee
+        self.pool += audit_fee
         self.stake[t.provider] += self.collateral(t.payment)
         self.open_jobs[t.provider] -= 1
         self.paid[job_id] += 1
-        j.state = "Settled"
+        j.state, j.audit = "Settled", None
 
-    def refund(self, job_id: int, state: str) -> None:
-        """Cancel, expire or refund: the client gets back what the job holds for it."""
+    def cancel_or_expire(self, job_id: int, state: str) -> None:
+        """Cancel or expire: the client gets its payment back, and up to the payment again out
+        of a no-show claimer's collateral (the rest goes back to the claimer's stake)."""
         j = self.jobs[job_id]
         t = j.terms
         back = t.payment
-        if j.state in ("Claimed", "Disputed"):  # a no-show's collateral; a refunded dispute's too
-            back += self.collateral(t.payment)
+        if j.state == "Claimed":
+            c = self.collateral(t.payment)
+            slashed = min(c, t.payment)
+            back += slashed
+            self.stake[t.provider] += c - slashed
             self.open_jobs[t.provider] -= 1
-        if j.state == "Disputed":
-            back += self.params.dispute_bond
         self.balance[t.client] += back
         j.state = state
+
+    def draw(self, job_id: int, auditor: str | None, exclude: str | None = None) -> None:
+        """The chain drew `auditor` (None: nobody) for the job: it must be eligible, or nobody
+        must be; its collateral is locked."""
+        j = self.jobs[job_id]
+        eligible = self.eligible(j, exclude)
+        if auditor is None:
+            assert not eligible, f"job {job_id}: nobody drawn, but {eligible} could audit it"
+            return
+        assert auditor in eligible, f"job {job_id}: {auditor} drawn, not in {eligible}"
+        self.stake[auditor] -= self.collateral(j.terms.payment)
+        self.open_jobs[auditor] += 1
+
+    def open_audit(self, job_id: int, auditor: str | None, requester: str | None, bond: int) -> None:
+        j = self.jobs[job_id]
+        j.audit = Audit(requester, bond, [auditor] if auditor else [])
+        self.move(job_id, "Audited" if auditor else "Disputed")
+
+    def conclude(self, job_id: int, upheld: bool, bond_forfeit: bool) -> None:
+        """End an audit or arbitration (see IJobMarket.resolve and JobAudits._conclude's rules)."""
+        j = self.jobs[job_id]
+        au = j.audit
+        assert au is not None
+        t = j.terms
+        c = self.collateral(t.payment)
+        fund = (au.bond if bond_forfeit else 0) if upheld else c
+        for who, out in zip(au.auditors, au.outputs, strict=False):
+            self.open_jobs[who] -= 1
+            if out is None or (out == au.provider_output) != upheld:
+                self.pool += c  # wrong or silent: its collateral goes to the pool
+                continue
+            reward = t.payment
+            if upheld and au.requester is None:
+                reward = min(reward, self.pool)
+                self.pool -= reward
+            else:
+                reward = min(reward, fund)
+                fund -= reward
+            self.stake[who] += c
+            self.balance[who] += reward
+        if upheld:
+            if not bond_forfeit and au.requester is not None:
+                self.balance[au.requester] += au.bond
+            self.pay_provider(job_id, extra=fund)
+            return
+        self.open_jobs[t.provider] -= 1
+        self.pool += fund
+        self.balance[t.client] += t.payment + au.bond
+        j.state, j.audit = "Refunded", None

@@ -16,6 +16,7 @@ millisecond (eth-tester takes seconds per example; test_market.py and its siblin
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from random import Random
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from hearth.chain.types import ZERO_ADDRESS, posted_from_event
+from hearth.chain.types import ZERO_ADDRESS, Completion, posted_from_event, result_commitment
 from hearth.errors import ContractError
 from hearth.formats.units import TOKEN
 from hearth.jobs import permit_signature
@@ -34,17 +35,25 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from web3.logs import DISCARD
 
 from tests.backends import AnvilBackend
-from tests.contracts.harness import RESULT, SPEC
+from tests.contracts.harness import CLASS_A, CLASS_B, OUT, RESULT, SALT, SPEC, WRONG, phase
 from tests.contracts.model import FINAL, JUMP, PARAMS
 from tests.contracts.world import MODELS, World
 
-EXAMPLES, STEPS, MIN_COUNT = 50, 50, 5
+# HEARTH_SM_EXAMPLES: fewer examples while developing (the counts then fall short of MIN_COUNT)
+EXAMPLES, STEPS, MIN_COUNT = int(os.environ.get("HEARTH_SM_EXAMPLES", "100")), 80, 5
 PAYMENTS = (TOKEN // 4, TOKEN, 3 * TOKEN)  # collateral below, at and above the floor
+THIRD = b"\x33" * 32  # a second wrong output: three different outputs go to the arbiter
 TRANSITIONS = (
     "deposit", "depositWithPermit", "withdraw", "register", "addStake", "unbond", "withdrawStake", "setFee",
-    "postJob", "postJob (directed)", "postJobWithPermit", "claim", "complete", "cancel", "settle", "dispute",
-    "resolve (provider wins)", "resolve (client wins)", "expire (unclaimed)", "expire (claimed, slashed)",
-    "expire (dispute lapsed)", "advance time",
+    "setReproClass", "postJob", "postJob (directed)", "postJobWithPermit", "claim", "complete (honest)",
+    "complete (wrong output)", "cancel", "settle", "startAudit (auditor drawn)", "startAudit (skipped: nobody)",
+    "dispute (auditor drawn)", "dispute (nobody: to the arbiter)", "commitAudit (honest)", "commitAudit (lying)",
+    "reveal (provider)", "reveal (auditor)", "audit upheld", "audit mismatch", "finalize (tiebreaker drawn)",
+    "tiebreak (provider upheld)", "tiebreak (provider convicted)", "three outputs (to the arbiter)",
+    "finalize (commit timeout: auditor slashed)", "finalize (reveal timeout: upheld)",
+    "finalize (reveal timeout: provider convicted)", "finalize (tiebreaker timeout: to the arbiter)",
+    "finalize (arbitration lapsed)", "resolve (provider wins)", "resolve (client wins)", "expire (unclaimed)",
+    "expire (claimed, slashed)", "advance time",
 )
 
 
@@ -97,6 +106,53 @@ class MarketMachine(RuleBasedStateMachine):
     def deadline(self, job_id: int) -> int:
         return self.h.market.job(job_id).deadline
 
+    def done(self, job_id: int) -> tuple[Any, ...]:
+        """(jobId, terms, result) of a completed job; a zero result for one never completed."""
+        j = self.m.jobs[job_id]
+        result = j.result.as_tuple() if j.result else (b"\0" * 32, 0)
+        return job_id, j.terms.as_tuple(), result
+
+    def events(self, receipt: Any, name: str) -> list[Any]:
+        return [e["args"] for e in getattr(self.h.market.contract.events, name)().process_receipt(
+            receipt, errors=DISCARD)]
+
+    def selected(self, job_id: int) -> bool | None:
+        """Whether the chain drew this completed job for audit (None: its block's hash is not
+        known yet). Read afresh each time: the draw is the chain's randomness, not a rule."""
+        j = self.m.jobs[job_id]
+        assert j.result is not None
+        if self.w.b.w3.eth.block_number <= j.result.block:
+            return None
+        return bool(self.h.market.contract.functions.auditSelected(*self.done(job_id)).call())
+
+    def completed_past_window(self, want: bool) -> list[int]:
+        return [i for i in self.jobs_where("Completed", open_window=False) if self.selected(i) is want]
+
+    def audits(self, *phases: str, open_window: bool | None = None) -> list[int]:
+        return [i for i in self.jobs_where("Audited", open_window=open_window)
+                if (a := self.m.jobs[i].audit) is not None and a.phase in phases]
+
+    def reveals(self) -> list[tuple[int, str]]:
+        """(job, party) for every commitment that may be opened now."""
+        out = []
+        for i in self.audits("Reveal", open_window=True):
+            j = self.m.jobs[i]
+            au = j.audit
+            assert au is not None
+            if au.provider_output is None:
+                out.append((i, j.terms.provider))
+            out += [(i, a) for k, a in enumerate(au.auditors) if au.commits[k] is not None and au.outputs[k] is None]
+        return out
+
+    def finalizable(self) -> list[int]:
+        return (self.audits("Draw") + self.audits("Commit", "Reveal", open_window=False)
+                + self.jobs_where("Disputed", open_window=False))
+
+    def paid_once(self, job_id: int, receipt: Any, paid: bool = True) -> None:
+        """The receipt settles this job (or, `paid` False, none) and it was never paid before."""
+        assert [int(e["jobId"]) for e in self.events(receipt, "JobSettled")] == ([job_id] if paid else [])
+        assert self.m.paid[job_id] == 0, f"job {job_id} paid twice"
+
     # ---------------------------------------------------------------- what can happen next
     def menu(self) -> list[tuple[Callable[[Random, str], None], str, float]]:
         """(action, transition, weight) for every transition the model says may happen now.
@@ -105,10 +161,14 @@ class MarketMachine(RuleBasedStateMachine):
         j = self.jobs_where
         out: list[tuple[Callable[[Random, str], None], str, float]] = []
         for ok, action, weight in (
-            (j("Posted", "Claimed", "Disputed", open_window=False), self.expire, 4),
+            (j("Posted", "Claimed", open_window=False), self.expire, 4),
             (j("Disputed", open_window=True), self.resolve, 3),
-            (j("Completed", open_window=False), self.settle, 3),
-            (j("Completed", open_window=True), self.dispute, 2),
+            (self.completed_past_window(False), self.settle, 3),
+            (self.completed_past_window(True), self.start_audit, 7),
+            (j("Completed", open_window=True), self.dispute, 1.5),
+            (self.audits("Commit", open_window=True), self.commit, 9),
+            (self.reveals(), self.reveal, 12),
+            (self.finalizable(), self.finalize, 8),
             (j("Claimed", open_window=True), self.complete, 5),
             (self.claims(), self.claim, 4),
             (j("Posted"), self.cancel, 1),
@@ -116,12 +176,13 @@ class MarketMachine(RuleBasedStateMachine):
         ):
             if ok:
                 out.append((action, action.__name__, weight))
-        out += [(self.post, k, 1) for k in ("postJob", "postJob (directed)", "postJobWithPermit")]
+        busy = len(self.m.in_state("Posted", "Claimed", "Completed", "Audited", "Disputed")) > 3
+        out += [(self.post, k, 0.3 if busy else 1) for k in ("postJob", "postJob (directed)", "postJobWithPermit")]
         out += [(self.advance, "advance time", 2), (self.set_fee, "setFee", 0.5)]
         # unbonding only while another provider stays active, so that jobs keep being claimed
         active = sum(s == "Active" for s in self.m.status.values())
-        kinds = ("register", "addStake", "withdrawStake") + (("unbond",) if active > 1 else ())
-        out += [(self.provider, k, 0.5) for k in kinds]
+        kinds = ("register", "addStake", "withdrawStake", "setReproClass") + (("unbond",) if active > 2 else ())
+        out += [(self.provider, k, 0.2 if k == "setReproClass" else 0.5) for k in kinds]
         out += [(self.money, k, 0.5) for k in ("deposit", "depositWithPermit", "withdraw")]
         return out
 
@@ -142,6 +203,7 @@ class MarketMachine(RuleBasedStateMachine):
             "register": m.status[addr] == "None" and m.balance[addr] >= PARAMS.min_stake,
             "addStake": m.status[addr] == "Active" and m.balance[addr] > 0,
             "unbond": m.status[addr] == "Active",
+            "setReproClass": m.status[addr] == "Active" and not m.open_jobs[addr],
             "withdrawStake": m.status[addr] == "Unbonding" and not m.open_jobs[addr]
             and m.now - m.unbond_at[addr] >= PARAMS.unbonding_delay,
         }[kind]
@@ -188,19 +250,22 @@ class MarketMachine(RuleBasedStateMachine):
         status = m.status[addr]
         if kind == "register":
             if status != "None":
-                self.refuse("register twice", "ProviderAlreadyRegistered", p, "register", 10 * TOKEN, 0, [])
+                self.refuse("register twice", "ProviderAlreadyRegistered", p, "register", 10 * TOKEN, 0, CLASS_A, [])
                 return
             stake = min(m.balance[addr], 12 * TOKEN)
             if stake < PARAMS.min_stake:
-                self.refuse("register below minimum", "StakeBelowMinimum", p, "register", stake, 0, list(models))
+                self.refuse("register below minimum", "StakeBelowMinimum", p, "register", stake, 0, CLASS_A,
+                            list(models))
                 return
-            self.tx(p, "register", stake, 0, list(models))
+            cls = rnd.choice([CLASS_A, CLASS_A, CLASS_A, CLASS_B])
+            self.tx(p, "register", stake, 0, cls, list(models))
+            m.cls[addr] = cls
             m.balance[addr] -= stake
             m.stake[addr] += stake
             m.status[addr] = "Active"
             m.serves[addr] = {keccak(x) for x in models}
-        elif kind in ("addStake", "unbond") and status != "Active":
-            args = [TOKEN] if kind == "addStake" else []
+        elif kind in ("addStake", "unbond", "setReproClass") and status != "Active":
+            args = {"addStake": [TOKEN], "unbond": [], "setReproClass": [CLASS_A]}[kind]
             self.refuse(f"{kind} when not active", "ProviderNotActive", p, kind, *args, provider=addr)
             return
         elif kind == "addStake":
@@ -210,6 +275,14 @@ class MarketMachine(RuleBasedStateMachine):
             self.tx(p, "addStake", value)
             m.balance[addr] -= value
             m.stake[addr] += value
+        elif kind == "setReproClass" and m.open_jobs[addr]:
+            self.refuse("setReproClass with open jobs", "ProviderHasOpenJobs", p, "setReproClass", CLASS_B,
+                        provider=addr, openJobs=m.open_jobs[addr])
+            return
+        elif kind == "setReproClass":
+            cls = CLASS_B if m.cls[addr] == CLASS_A else CLASS_A
+            self.tx(p, "setReproClass", cls)
+            m.cls[addr] = cls
         elif kind == "unbond":
             self.tx(p, "unbond")
             m.status[addr], m.unbond_at[addr] = "Unbonding", m.now
@@ -228,6 +301,7 @@ class MarketMachine(RuleBasedStateMachine):
             m.balance[addr] += m.stake[addr]
             m.stake[addr] = 0
             m.status[addr], m.serves[addr] = "None", set()
+            del m.cls[addr]
             assert not any(self.h.market.serves(addr, x) for x in MODELS)
         COUNTS[kind] += 1
 
@@ -283,69 +357,196 @@ class MarketMachine(RuleBasedStateMachine):
 
     def complete(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.jobs_where("Claimed", open_window=True))
-        t = self.m.jobs[job_id].terms
-        self.tx(self.acct(t.provider), "complete", job_id, t.as_tuple(), RESULT, b"\x11" * 32)
+        j = self.m.jobs[job_id]
+        t = j.terms
+        honest = rnd.random() < 0.7
+        output = OUT if honest else WRONG
+        commitment = result_commitment(job_id, t.provider, output, SALT)
+        r = self.tx(self.acct(t.provider), "complete", job_id, t.as_tuple(), RESULT, commitment)
+        j.result, j.output = Completion(commitment, int(r["blockNumber"])), output
         self.m.move(job_id, "Completed")
         self.check_state(job_id)
-        COUNTS["complete"] += 1
+        COUNTS["complete (honest)" if honest else "complete (wrong output)"] += 1
 
     def settle(self, rnd: Random, kind: str) -> None:
-        job_id = rnd.choice(self.jobs_where("Completed", open_window=False))
-        r = self.tx(rnd.choice(self.everyone), "settle", job_id, self.m.jobs[job_id].terms.as_tuple())
+        job_id = rnd.choice(self.completed_past_window(False))
+        r = self.tx(rnd.choice(self.everyone), "settle", *self.done(job_id))
         self.paid_once(job_id, r)
         self.m.pay_provider(job_id)
         self.check_state(job_id)
         COUNTS["settle"] += 1
 
+    def drawn(self, receipt: Any, job_id: int, rnd_: int) -> str | None:
+        """The auditor a receipt drew for round `rnd_` (None: none)."""
+        assigned = self.events(receipt, "AuditorAssigned")
+        if not assigned:
+            return None
+        (a,) = assigned
+        t = self.m.jobs[job_id].terms
+        assert (int(a["jobId"]), a["round"], a["collateral"]) == (job_id, rnd_, self.m.collateral(t.payment))
+        return str(a["auditor"])
+
+    def start_audit(self, rnd: Random, kind: str) -> None:
+        job_id = rnd.choice(self.completed_past_window(True))
+        r = self.tx(rnd.choice(self.everyone), "startAudit", *self.done(job_id))
+        auditor = self.drawn(r, job_id, 0)
+        self.m.draw(job_id, auditor)
+        if auditor is None:  # nobody can check it: the result stands
+            assert len(self.events(r, "AuditSkipped")) == 1
+            self.paid_once(job_id, r)
+            self.m.pay_provider(job_id)
+        else:
+            self.paid_once(job_id, r, paid=False)
+            self.m.open_audit(job_id, auditor, None, 0)
+        self.check_state(job_id)
+        COUNTS["startAudit (auditor drawn)" if auditor else "startAudit (skipped: nobody)"] += 1
+
     def cancel(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.jobs_where("Posted"))
         t = self.m.jobs[job_id].terms
         self.tx(self.acct(t.client), "cancel", job_id, t.as_tuple())
-        self.m.refund(job_id, "Cancelled")
+        self.m.cancel_or_expire(job_id, "Cancelled")
         self.check_state(job_id)
         COUNTS["cancel"] += 1
 
     def dispute(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.jobs_where("Completed", open_window=True))
         t = self.m.jobs[job_id].terms
+        client = self.acct(t.client)
         if self.m.balance[t.client] < PARAMS.dispute_bond:
-            self.refuse("dispute without the bond", "InsufficientBalance", self.acct(t.client), "dispute", job_id,
-                        t.as_tuple(), needed=PARAMS.dispute_bond)
+            self.refuse("dispute without the bond", "InsufficientBalance", client, "dispute", *self.done(job_id),
+                        needed=PARAMS.dispute_bond)
             return
-        self.tx(self.acct(t.client), "dispute", job_id, t.as_tuple())
+        r = self.tx(client, "dispute", *self.done(job_id))
         self.m.balance[t.client] -= PARAMS.dispute_bond
-        self.m.move(job_id, "Disputed")
+        auditor = self.drawn(r, job_id, 0)
+        self.m.draw(job_id, auditor)
+        self.m.open_audit(job_id, auditor, t.client, PARAMS.dispute_bond)
+        assert len(self.events(r, "JobDisputed")) == (auditor is None)
         self.check_state(job_id)
-        COUNTS["dispute"] += 1
+        COUNTS["dispute (auditor drawn)" if auditor else "dispute (nobody: to the arbiter)"] += 1
+
+    def commit(self, rnd: Random, kind: str) -> None:
+        job_id = rnd.choice(self.audits("Commit", open_window=True))
+        j = self.m.jobs[job_id]
+        au = j.audit
+        assert au is not None
+        auditor = au.auditors[au.round]
+        honest = rnd.random() < 0.6
+        output = OUT if honest else rnd.choice([WRONG, THIRD])
+        self.tx(self.acct(auditor), "commitAudit", job_id, result_commitment(job_id, auditor, output, SALT))
+        au.commits[au.round], au.phase = output, "Reveal"
+        self.m.move(job_id, "Audited")
+        self.check_state(job_id)
+        COUNTS["commitAudit (honest)" if honest else "commitAudit (lying)"] += 1
+
+    def to_arbiter(self, job_id: int, receipt: Any) -> None:
+        j = self.m.jobs[job_id]
+        assert j.audit is not None
+        assert len(self.events(receipt, "JobDisputed")) == 1
+        j.audit.phase = "None"
+        self.m.move(job_id, "Disputed")
+
+    def reveal(self, rnd: Random, kind: str) -> None:
+        job_id, party = rnd.choice(self.reveals())
+        m, j = self.m, self.m.jobs[job_id]
+        au = j.audit
+        assert au is not None
+        is_provider = party == j.terms.provider
+        k = -1 if is_provider else au.auditors.index(party)
+        output = j.output if is_provider else au.commits[k]
+        assert output is not None
+        r = self.tx(rnd.choice(self.everyone), "reveal", *self.done(job_id), party, output, SALT)
+        COUNTS["reveal (provider)" if is_provider else "reveal (auditor)"] += 1
+        if is_provider:
+            au.provider_output = output
+        else:
+            au.outputs[k] = output
+        po, a0, a1 = au.provider_output, au.outputs[0], au.outputs[1]
+        settled = False
+        if po is None or a0 is None or (au.round == 1 and a1 is None):
+            pass  # the round waits for its other reveal
+        elif au.round == 0 and a0 == po:
+            settled = True
+            m.conclude(job_id, True, True)
+            COUNTS["audit upheld"] += 1
+        elif au.round == 0:
+            assert [int(e["drawBlock"]) for e in self.events(r, "AuditMismatch")] == [int(r["blockNumber"])]
+            au.phase = "Draw"
+            COUNTS["audit mismatch"] += 1
+        elif a1 == po:
+            settled = True
+            m.conclude(job_id, True, True)
+            COUNTS["tiebreak (provider upheld)"] += 1
+        elif a1 == a0:
+            m.conclude(job_id, False, True)
+            COUNTS["tiebreak (provider convicted)"] += 1
+        else:
+            self.to_arbiter(job_id, r)
+            COUNTS["three outputs (to the arbiter)"] += 1
+        if settled:
+            self.paid_once_after(job_id, r)
+        self.check_state(job_id)
+
+    def paid_once_after(self, job_id: int, receipt: Any) -> None:
+        """paid_once, for a job the model has just paid."""
+        assert [int(e["jobId"]) for e in self.events(receipt, "JobSettled")] == [job_id]
+        assert self.m.paid[job_id] == 1, f"job {job_id} paid twice"
+
+    def finalize(self, rnd: Random, kind: str) -> None:
+        job_id = rnd.choice(self.finalizable())
+        m, j = self.m, self.m.jobs[job_id]
+        au = j.audit
+        assert au is not None
+        state, ph = j.state, au.phase
+        r = self.tx(rnd.choice(self.everyone), "finalize", *self.done(job_id))
+        if state == "Audited" and ph == "Draw":
+            tiebreaker = self.drawn(r, job_id, 1)
+            m.draw(job_id, tiebreaker, exclude=au.auditors[0])
+            if tiebreaker is None:
+                self.to_arbiter(job_id, r)
+                COUNTS["finalize (no tiebreaker: to the arbiter)"] += 1
+            else:
+                au.auditors.append(tiebreaker)
+                au.round, au.phase = 1, "Commit"
+                m.move(job_id, "Audited")
+                COUNTS["finalize (tiebreaker drawn)"] += 1
+        elif state == "Disputed":  # the arbiter never decided: the result stands, the bond goes back
+            m.conclude(job_id, True, False)
+            self.paid_once_after(job_id, r)
+            COUNTS["finalize (arbitration lapsed)"] += 1
+        elif au.round == 1:
+            self.to_arbiter(job_id, r)
+            COUNTS["finalize (tiebreaker timeout: to the arbiter)"] += 1
+        else:
+            upheld = ph == "Commit" or au.provider_output is not None
+            m.conclude(job_id, upheld, au.outputs[0] is not None)
+            if upheld:
+                self.paid_once_after(job_id, r)
+            COUNTS["finalize (commit timeout: auditor slashed)" if ph == "Commit" else
+                   "finalize (reveal timeout: upheld)" if upheld else
+                   "finalize (reveal timeout: provider convicted)"] += 1
+        self.check_state(job_id)
 
     def resolve(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.jobs_where("Disputed", open_window=True))
         provider_wins = rnd.random() < 0.5
-        t = self.m.jobs[job_id].terms
-        fn = self.w.arbiter.functions.decide(self.h.market.address, job_id, t.as_tuple(), provider_wins)
+        fn = self.w.arbiter.functions.decide(self.h.market.address, *self.done(job_id), provider_wins)
         r = self.h.s(self.w.owner).transact(fn)
+        self.m.conclude(job_id, provider_wins, True)
         if provider_wins:
-            self.paid_once(job_id, r)
-            self.m.pay_provider(job_id, extra=PARAMS.dispute_bond)
-        else:
-            self.m.refund(job_id, "Refunded")
+            self.paid_once_after(job_id, r)
         self.check_state(job_id)
         COUNTS["resolve (provider wins)" if provider_wins else "resolve (client wins)"] += 1
 
     def expire(self, rnd: Random, kind: str) -> None:
-        job_id = rnd.choice(self.jobs_where("Posted", "Claimed", "Disputed", open_window=False))
+        job_id = rnd.choice(self.jobs_where("Posted", "Claimed", open_window=False))
         j = self.m.jobs[job_id]
         state = j.state
-        r = self.tx(rnd.choice(self.everyone), "expire", job_id, j.terms.as_tuple())
-        if state == "Disputed":  # the arbiter never decided: the result stands, the bond goes back
-            self.paid_once(job_id, r)
-            self.m.balance[j.terms.client] += PARAMS.dispute_bond
-            self.m.pay_provider(job_id)
-        else:
-            self.m.refund(job_id, "Expired")
+        self.tx(rnd.choice(self.everyone), "expire", job_id, j.terms.as_tuple())
+        self.m.cancel_or_expire(job_id, "Expired")
         self.check_state(job_id)
-        COUNTS[{"Posted": "expire (unclaimed)", "Claimed": "expire (claimed, slashed)",
-                "Disputed": "expire (dispute lapsed)"}[state]] += 1
+        COUNTS[{"Posted": "expire (unclaimed)", "Claimed": "expire (claimed, slashed)"}[state]] += 1
 
     def advance(self, rnd: Random, kind: str) -> None:
         self.w.b.advance(JUMP)
@@ -354,56 +555,72 @@ class MarketMachine(RuleBasedStateMachine):
 
     # ---------------------------------------------------------------- the wrong party, the wrong time
     def refusals(self) -> list[tuple[Any, ...]]:
-        """(what, error, actor, function, job, error args) for every refused call open now."""
+        """(what, error, actor, function, job, args after the job's, error args) for every
+        refused call open now."""
         m = self.m
         out: list[tuple[Any, ...]] = []
         outsider = self.w.treasuries[1]
+        done, terms = (), ()
         for i, j in m.jobs.items():
             st_ = j.state
+            terms = (j.terms.as_tuple(),)
+            done = self.done(i)[1:]
             if st_ in FINAL:
-                out.append(("replay a finished job", "InvalidState", outsider, "settle", i, {"state": st_}))
+                out.append(("replay a finished job", "InvalidState", outsider, "settle", i, done, {"state": st_}))
             elif st_ == "Claimed":
-                out.append(("complete by a non-claimer", "NotProvider", outsider, "complete", i, {}))
+                out.append(("complete by a non-claimer", "NotProvider", outsider, "complete", i,
+                            (*terms, RESULT, b"\1" * 32), {}))
             elif st_ == "Completed":
-                out.append(("dispute by a non-client", "NotClient", outsider, "dispute", i, {}))
+                out.append(("dispute by a non-client", "NotClient", outsider, "dispute", i, done, {}))
             elif st_ == "Posted":
-                out.append(("cancel by a non-client", "NotClient", outsider, "cancel", i, {}))
+                out.append(("cancel by a non-client", "NotClient", outsider, "cancel", i, terms, {}))
             if st_ == "Posted" and not m.open_window(j):
-                out.append(("claim after the deadline", "DeadlinePassed", outsider, "claim", i, {}))
+                out.append(("claim after the deadline", "DeadlinePassed", outsider, "claim", i, terms, {}))
             if st_ == "Completed" and m.open_window(j):
-                out.append(("settle inside the window", "DeadlineNotPassed", outsider, "settle", i, {}))
-            if st_ in ("Posted", "Claimed", "Disputed") and m.open_window(j):
-                out.append(("expire before the deadline", "DeadlineNotPassed", outsider, "expire", i, {}))
+                out.append(("settle inside the window", "DeadlineNotPassed", outsider, "settle", i, done, {}))
+            if st_ == "Completed" and not m.open_window(j) and self.selected(i) is True:
+                out.append(("settle a job drawn for audit", "AuditRequired", outsider, "settle", i, done, {}))
+            if st_ == "Completed" and self.selected(i) is False:
+                out.append(("startAudit of a job not drawn", "NotSelected", outsider, "startAudit", i, done, {}))
+            if st_ in ("Posted", "Claimed") and m.open_window(j):
+                out.append(("expire before the deadline", "DeadlineNotPassed", outsider, "expire", i, terms, {}))
             if st_ == "Disputed" and not m.open_window(j):
-                out.append(("resolve after the deadline", "DeadlinePassed", None, "decide", i, {}))
+                out.append(("resolve after the deadline", "DeadlinePassed", None, "decide", i, done, {}))
+            if st_ in ("Audited", "Disputed") and m.open_window(j) and j.audit and j.audit.phase != "Draw":
+                out.append(("finalize before the deadline", "DeadlineNotPassed", outsider, "finalize", i, done, {}))
+            if st_ == "Audited" and j.audit and j.audit.phase == "Commit":
+                out.append(("reveal before the auditor committed", "InvalidPhase", outsider, "reveal", i,
+                            (*done, j.terms.provider, j.output, SALT), {"phase": phase("Commit")}))
+                if m.open_window(j):
+                    out.append(("commitAudit by another than the auditor", "NotAuditor", outsider, "commitAudit",
+                                i, (b"\1" * 32,), {"caller": outsider.address}))
+            if st_ == "Audited" and j.audit and j.audit.phase == "Reveal" and m.open_window(j):
+                out.append(("reveal of a commitment by another party", "InvalidReveal", outsider, "reveal", i,
+                            (*done, outsider.address, j.output, SALT), {"party": outsider.address}))
         return out
 
     def refused(self, rnd: Random, kind: str) -> None:
         options = self.refusals()
+        if not options:
+            return
         kind = rnd.choice(sorted({o[0] for o in options}))  # a kind of mistake, then a job it applies to
-        what, error, who, fn, job_id, args = rnd.choice([o for o in options if o[0] == kind])
-        t = self.m.jobs[job_id].terms.as_tuple()
-        extra: tuple[Any, ...] = (RESULT, b"\0" * 32) if fn == "complete" else ()
+        what, error, who, fn, job_id, rest, args = rnd.choice([o for o in options if o[0] == kind])
         if fn == "decide":  # the arbiter, through its contract: the market's error comes back up
             with pytest.raises(ContractError) as info:
-                self.h.s(self.w.owner).transact(self.w.arbiter.functions.decide(self.h.market.address, job_id, t, True))
+                self.h.s(self.w.owner).transact(self.w.arbiter.functions.decide(self.h.market.address, job_id,
+                                                                                *rest, True))
             assert info.value.name == error and info.value.error_args["deadline"] == self.deadline(job_id)
             self.h.s(self.w.owner).resync()
             COUNTS[f"refused: {what}"] += 1
             return
-        self.refuse(what, error, who, fn, job_id, t, *extra, jobId=job_id, **args)
+        self.refuse(what, error, who, fn, job_id, *rest, jobId=job_id, **args)
 
     # ---------------------------------------------------------------- checks
-    def paid_once(self, job_id: int, receipt: Any) -> None:
-        settled = self.h.market.contract.events.JobSettled().process_receipt(receipt, errors=DISCARD)
-        assert [int(e["args"]["jobId"]) for e in settled] == [job_id]
-        assert self.m.paid[job_id] == 0, f"job {job_id} paid twice"
-
     @invariant()
     def books_balance(self) -> None:
         m = self.m
         held = 0
-        accounts, wallets, market_holds, job_state = self.w.books(self.everyone, self.wallets, self.touched)
+        accounts, wallets, market_holds, pool, job_state = self.w.books(self.everyone, self.wallets, self.touched)
         if self.touched is not None:
             assert job_state == m.jobs[self.touched].state, f"job {self.touched}: {job_state} on chain"
             self.touched = None
@@ -412,7 +629,8 @@ class MarketMachine(RuleBasedStateMachine):
             assert (acct.balance, acct.stake, acct.open_jobs, acct.status) == want, f"{a.address}: {acct} != {want}"
             held += acct.balance + acct.stake
         assert wallets == [m.wallet[a.address] for a in self.wallets], "a wallet moved unlike the model"
-        assert market_holds == held + m.escrow(), "market holds != balances + stakes + escrow"
+        assert pool == m.pool, f"audit pool {pool} on chain, {m.pool} in the model"
+        assert market_holds == held + m.pool + m.escrow(), "market holds != balances + stakes + pool + escrow"
         assert all(n == 1 for n in m.paid.values()), "a job was paid twice"
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 import pytest
-from hearth.chain.revert import as_contract_error
-from hearth.chain.types import ZERO_ADDRESS
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-from hearth.chain.types import JobTerms
+from hearth.chain.revert import as_contract_error
+from hearth.chain.types import ZERO_ADDRESS, JobTerms
 from hearth.dev.deploy import MarketParams, libraries_of, link
 from hearth.errors import ContractError
 from hearth.formats.units import TOKEN

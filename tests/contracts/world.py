@@ -15,7 +15,7 @@ from hearth.formats.units import TOKEN
 from web3 import Web3
 
 from tests.backends import Backend
-from tests.contracts.harness import MODEL_V0, MODEL_V1, Harness, artifact, make_harness
+from tests.contracts.harness import CLASS_A, CLASS_B, MODEL_V0, MODEL_V1, Harness, artifact, make_harness
 from tests.contracts.model import PARAMS, Model
 
 MODELS = (MODEL_V0, MODEL_V1)
@@ -29,7 +29,8 @@ class World:
         a = b.accounts
         self.b = b
         self.h: Harness = make_harness(b, **asdict(PARAMS))
-        self.owner, self.clients, self.providers, self.treasuries = a[0], a[1:3], a[3:6], a[7:9]
+        # providers 0-2 of class A (so that a tiebreaker can be drawn), provider 3 of class B
+        self.owner, self.clients, self.providers, self.treasuries = a[0], a[1:3], [*a[3:6], a[6]], a[7:9]
         h = self.h
         h.op(self.owner, "setFee", 250, self.treasuries[0].address)
         m = Model(PARAMS, 250, self.treasuries[0].address)
@@ -37,8 +38,11 @@ class World:
             h.fund(acct, 1000, 200)
             m.wallet[acct.address], m.balance[acct.address] = 800 * TOKEN, 200 * TOKEN
             m.status[acct.address] = "None"
-        for p, models in zip(self.providers[:2], ((MODEL_V0,), MODELS), strict=True):
-            h.op(p, "register", 10 * TOKEN, 0, list(models))
+        starts = ((self.providers[0], (MODEL_V0,), CLASS_A), (self.providers[1], MODELS, CLASS_A),
+                  (self.providers[2], MODELS, CLASS_A), (self.providers[3], MODELS, CLASS_B))
+        for p, models, cls in starts:
+            h.op(p, "register", 10 * TOKEN, 0, cls, list(models))
+            m.cls[p.address] = cls
             m.balance[p.address] -= 10 * TOKEN
             m.stake[p.address] += 10 * TOKEN
             m.status[p.address] = "Active"
@@ -59,14 +63,16 @@ class World:
         return copy.deepcopy(self.model0)
 
     def books(self, everyone: list[LocalAccount], wallets: list[LocalAccount],
-              job: int | None) -> tuple[list[Account], list[int], int, str | None]:
+              job: int | None) -> tuple[list[Account], list[int], int, int, str | None]:
         """The market records of `everyone`, the token balances of `wallets`, the market's own
-        token balance and the state of `job`: raw eth_calls in one batched request to anvil."""
+        token balance, the audit pool and the state of `job`: raw eth_calls in one batched
+        request to anvil."""
         market, token = self.h.market, self.h.market.token.functions
         c = market.contract.functions
         calls = [(market.address, c.getAccount(a.address)) for a in everyone]
         calls += [(market.token.address, token.balanceOf(a.address)) for a in wallets]
         calls.append((market.token.address, token.balanceOf(market.address)))
+        calls.append((market.address, c.auditPool()))
         if job is not None:
             calls.append((market.address, c.getJob(job)))
         batch = [("eth_call", [{"to": to, "data": fn._encode_transaction_data()}, "latest"]) for to, fn in calls]
@@ -78,5 +84,6 @@ class World:
             balance, stake, open_jobs, unbonding_end, status = decode(ACCOUNT_ABI, r)
             accounts.append(Account(balance, stake, open_jobs, unbonding_end, PROVIDER_STATUS[status]))
         held = [int(decode(["uint256"], r)[0]) for r in raw[n:n + k]]
-        state = STATES[decode(["uint8"], raw[n + k + 1][:32])[0]] if job is not None else None
-        return accounts, held, int(decode(["uint256"], raw[n + k])[0]), state
+        state = STATES[decode(["uint8"], raw[n + k + 2][:32])[0]] if job is not None else None
+        pool = int(decode(["uint256"], raw[n + k + 1])[0])
+        return accounts, held, int(decode(["uint256"], raw[n + k])[0]), pool, state

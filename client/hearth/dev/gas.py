@@ -1,21 +1,31 @@
 """`hearth bench gas`: the gas of every external function and of the job lifecycle, measured on
-a fresh anvil in a fixed scenario (gas is deterministic; contracts/gas.json is the committed table).
+a fresh anvil in a fixed scenario (contracts/gas.json is the committed table).
 
-Two markets: the default deployment (MarketParams(): one-hour dispute window, dispute bond,
-collateral floor) with a 1% protocol fee, whose path is post + claim + complete + settle, and a
-dispute-window-0 market (the devnet's), which pays at complete."""
+Two markets, each with its own provider and a second provider of the same reproducibility class
+to audit it:
+
+- the default deployment (MarketParams(): one-hour window, 10% random audits, 10% audit fee) with
+  a 1% protocol fee, whose path is post + claim + complete + settle (of a job the draw did not
+  select; the draw costs the same whichever way it goes);
+- the same market with every job audited (auditBps 10,000), whose path is post + claim +
+  complete + startAudit + commitAudit + reveal (provider) + reveal (auditor), the audit upheld.
+
+Gas is deterministic up to the calldata of the job's random salt (a zero byte costs 4 gas, any
+other 16), well inside the 1% the committed table allows."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from hearth.chain import artifacts
 from hearth.chain.market import Market, connect
 from hearth.chain.sender import Sender
-from hearth.chain.types import JobTerms
+from hearth.chain.types import Completion, JobTerms, completion_from_event, result_commitment
 from hearth.dev.deploy import MarketParams, deploy_contract
 from hearth.dev.devnet import dev_accounts, start_anvil
 from hearth.dev.procs import stop_proc
@@ -25,11 +35,16 @@ from hearth.jobs import permit_signature
 MODEL = bytes.fromhex("1220") + keccak(b"bench-model")
 SPEC = bytes.fromhex("1220") + keccak(b"bench-spec")
 RESULT = bytes.fromhex("1220") + keccak(b"bench-result")
+REPRO_CLASS = keccak(b"bench-class")
 OUT = b"\x11" * 32
+SALT = b"\x22" * 32
 FEE_BPS = 100
 
+DEFAULT_STEPS = ("postJob", "claim", "complete", "settle (1% fee)")
+AUDITED_STEPS = ("postJob", "claim", "complete", "startAudit", "commitAudit", "reveal (provider)",
+                 "reveal (auditor, upheld: pays all)")
 DEFAULT_TOTAL = "default: total post+claim+complete+settle"
-WINDOW0_TOTAL = "window 0: total post+claim+complete"
+AUDITED_TOTAL = "audited: total post+claim+complete+startAudit+commitAudit+reveal+reveal"
 
 
 # ============================================================================ gas
@@ -41,7 +56,8 @@ def _deploy(w3: Any, s: Sender, name: str, *args: Any) -> str:
 
 def gas_table() -> dict[str, int]:
     """Gas of every external function in a fixed, warm scenario on a fresh anvil, plus the two
-    lifecycles broken down: the default market's (1 h window, 1% fee) and the window-0 market's."""
+    lifecycles broken down: the default market's (settled after the window, 1% fee) and the
+    audited one's (a random audit that upholds the result)."""
     proc, url = start_anvil()
     try:
         return _gas_scenario(url)
@@ -51,36 +67,41 @@ def gas_table() -> dict[str, int]:
 
 def _gas_scenario(url: str) -> dict[str, int]:
     w3 = connect(url)
-    owner, client, prov, other, treasury = dev_accounts(5)
-    so, sc, sp, sx = (Sender(w3, a) for a in (owner, client, prov, other))
+    owner, client, prov, other, treasury, aud = dev_accounts(6)
+    so, sc, sp, sx, sa = (Sender(w3, a) for a in (owner, client, prov, other, aud))
     out: dict[str, int] = {}
 
-    def g(key: str, s: Sender, fn: Any) -> Any:
+    def g(key: str | None, s: Sender, fn: Any) -> Any:
+        """Send; record its gas under `key` (None: a warm-up, not recorded)."""
         r = s.transact(fn)
-        out[key] = int(r["gasUsed"])
+        if key:
+            out[key] = int(r["gasUsed"])
         return r
 
     token = _deploy(w3, so, "HearthToken", owner.address, SUPPLY)
     arb = _deploy(w3, so, "SimpleArbiter", owner.address)
     arb_c = w3.eth.contract(address=w3.to_checksum_address(arb), abi=artifacts.load("SimpleArbiter")["abi"])
     default = MarketParams()
-    mw = Market(w3, _deploy(w3, so, "JobMarket", token, arb, default.as_config()), token)
-    m = Market(w3, _deploy(w3, so, "JobMarket", token, arb, replace(default, dispute_window=0).as_config()), token)
-    for s, a in ((sc, client), (sp, prov), (sx, other)):
+    m = Market(w3, _deploy(w3, so, "JobMarket", token, arb, default.as_config()), token)
+    ma = Market(w3, _deploy(w3, so, "JobMarket", token, arb, replace(default, audit_bps=10_000).as_config()), token)
+    for s, a in ((sc, client), (sp, prov), (sx, other), (sa, aud)):
         so.transact(m.token.functions.transfer(a.address, 10_000 * TOKEN))
-        for mk in (m, mw):
+        for mk in (m, ma):
             s.transact(m.token.functions.approve(mk.address, 2**256 - 1))
 
     def now() -> int:
         return int(w3.eth.get_block("latest")["timestamp"])
 
     def advance(sec: int) -> None:
+        """Move the clock and mine a block. One second of it after `complete` (or a mismatched
+        reveal) lets the draw read that block's hash: anvil simulates a call (the Sender's gas
+        estimate) in the latest block, where the hash is not known yet (RandomnessNotReady)."""
         w3.provider.make_request("evm_increaseTime", [sec])  # type: ignore[arg-type]
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
     def post(mk: Market, s: Sender, key: str | None = None, window: int = 600) -> tuple[int, JobTerms]:
         p = mk.post_params(MODEL, SPEC, TOKEN, now() + 3600, window)
-        r = g(key, s, mk.fn("postJob", p)) if key else s.transact(mk.fn("postJob", p))
+        r = g(key, s, mk.fn("postJob", p))
         job = mk.job_posted_id(r)
         return job, mk.posted(job).terms
 
@@ -89,10 +110,28 @@ def _gas_scenario(url: str) -> dict[str, int]:
         sp.transact(mk.fn("claim", job, t.as_tuple()))
         return job, t.with_provider(prov.address)
 
-    def completed(mk: Market) -> tuple[int, JobTerms]:
+    def complete(mk: Market, job: int, t: JobTerms, key: str | None = None, output: bytes = OUT) -> Completion:
+        fn = mk.fn("complete", job, t.as_tuple(), RESULT, result_commitment(job, prov.address, output, SALT))
+        r = g(key, sp, fn)
+        ev = mk.contract.events.JobCompleted().process_receipt(r)[0]
+        return completion_from_event(ev)
+
+    def completed(mk: Market, output: bytes = OUT) -> tuple[int, JobTerms, Completion]:
         job, t = claimed(mk)
-        sp.transact(mk.fn("complete", job, t.as_tuple(), RESULT, OUT))
-        return job, t
+        return job, t, complete(mk, job, t, output=output)
+
+    def unselected(mk: Market) -> tuple[int, JobTerms, Completion]:
+        """A completed job of the default market that the draw did not select (9 in 10 are not)."""
+        while True:
+            job, t, c = completed(mk)
+            advance(1)  # the draw reads the completion block's hash
+            if not mk.audit_selected(job, t, c):
+                return job, t, c
+            advance(3601)  # a selected one is audited by nobody: skipped, and paid
+            sx.transact(mk.fn("startAudit", job, t.as_tuple(), c.as_tuple()))
+
+    def audit_by(mk: Market, auditor: LocalAccount, job: int, output: bytes = OUT) -> Any:
+        return mk.fn("commitAudit", job, result_commitment(job, auditor.address, output, SALT))
 
     # balances and provider record (first use of each slot)
     g("deposit", sc, m.fn("deposit", 100 * TOKEN))
@@ -100,47 +139,108 @@ def _gas_scenario(url: str) -> dict[str, int]:
     g("depositWithPermit", sx, m.fn("depositWithPermit", 100 * TOKEN, now() + 600, v, r_, s_))
     g("withdraw", sc, m.fn("withdraw", TOKEN))
     sp.transact(m.fn("deposit", 500 * TOKEN))
-    g("register", sp, m.fn("register", 100 * TOKEN, TOKEN // 1000, [MODEL]))
+    g("register", sp, m.fn("register", 100 * TOKEN, TOKEN // 1000, REPRO_CLASS, [MODEL]))
     g("addStake", sp, m.fn("addStake", TOKEN))
     g("setPrice", sp, m.fn("setPrice", TOKEN // 100))
     g("addModels", sp, m.fn("addModels", [RESULT]))
     g("removeModels", sp, m.fn("removeModels", [RESULT]))
+    g("setReproClass", sp, m.fn("setReproClass", keccak(b"another-class")))
+    sp.transact(m.fn("setReproClass", REPRO_CLASS))
 
-    # ---- the default market: 1 h dispute window, 1% fee; paid by settle after the window
-    g("setFee", so, mw.fn("setFee", FEE_BPS, treasury.address))
-    sc.transact(mw.fn("deposit", 100 * TOKEN))
-    sp.transact(mw.fn("deposit", 200 * TOKEN))
-    sp.transact(mw.fn("register", 100 * TOKEN, 0, [MODEL]))
-    job, t = completed(mw)  # warm-up: provider and fee recipient already hold balances
+    # ---- the default market: 1 h window, 1% fee; paid by settle after the window
+    g("setFee", so, m.fn("setFee", FEE_BPS, treasury.address))
+    job, t, c = unselected(m)  # warm-up: provider, fee recipient and audit pool already hold balances
     advance(3601)
-    sp.transact(mw.fn("settle", job, t.as_tuple()))
+    sx.transact(m.fn("settle", job, t.as_tuple(), c.as_tuple()))
 
-    job, t = post(mw, sc, "default: postJob")
-    g("default: claim", sp, mw.fn("claim", job, t.as_tuple()))
-    t = t.with_provider(prov.address)
-    g("default: complete (window open)", sp, mw.fn("complete", job, t.as_tuple(), RESULT, OUT))
-    advance(3601)
-    g("default: settle (1% fee)", sx, mw.fn("settle", job, t.as_tuple()))
-    out[DEFAULT_TOTAL] = sum(out[f"default: {k}"] for k in (
-        "postJob", "claim", "complete (window open)", "settle (1% fee)"))
+    while True:
+        job, t = post(m, sc, "default: postJob")
+        g("default: claim", sp, m.fn("claim", job, t.as_tuple()))
+        t = t.with_provider(prov.address)
+        c = complete(m, job, t, "default: complete")
+        advance(3601)
+        if not m.audit_selected(job, t, c):
+            break
+        sx.transact(m.fn("startAudit", job, t.as_tuple(), c.as_tuple()))  # no auditor yet: skipped
+    g("default: settle (1% fee)", sx, m.fn("settle", job, t.as_tuple(), c.as_tuple()))
+    out[DEFAULT_TOTAL] = sum(out[f"default: {k}"] for k in DEFAULT_STEPS)
 
+    # requested audits with nobody to draw go to the arbiter
     for outcome in (True, False):
-        job, t = completed(mw)
-        g("dispute (bond locked, arbiter told)", sc, mw.fn("dispute", job, t.as_tuple()))
+        job, t, c = completed(m)
+        g("dispute (no auditor: to the arbiter)", sc, m.fn("dispute", job, t.as_tuple(), c.as_tuple()))
         key = "resolve via SimpleArbiter (provider wins)" if outcome else "resolve via SimpleArbiter (client wins)"
-        g(key, so, arb_c.functions.decide(mw.address, job, t.as_tuple(), outcome))
-    job, t = completed(mw)
-    sc.transact(mw.fn("dispute", job, t.as_tuple()))
+        g(key, so, arb_c.functions.decide(m.address, job, t.as_tuple(), c.as_tuple(), outcome))
+    job, t, c = completed(m)
+    sc.transact(m.fn("dispute", job, t.as_tuple(), c.as_tuple()))
     advance(86_401)
-    g("expire (dispute lapsed, result stands)", sx, mw.fn("expire", job, t.as_tuple()))
+    g("finalize (arbiter lapsed, result stands)", sx, m.fn("finalize", job, t.as_tuple(), c.as_tuple()))
 
-    # ---- the window-0 market (the devnet's): paid at complete
-    job, t = completed(m)  # warm-up, as above
-    job, t = post(m, sc, "window 0: postJob")
-    g("window 0: claim", sp, m.fn("claim", job, t.as_tuple()))
-    g("window 0: complete (pays at once)", sp,
-      m.fn("complete", job, t.with_provider(prov.address).as_tuple(), RESULT, OUT))
-    out[WINDOW0_TOTAL] = sum(out[f"window 0: {k}"] for k in ("postJob", "claim", "complete (pays at once)"))
+    # ---- the audited market: every job drawn, a second provider of the class audits
+    for s in (sp, sa):
+        s.transact(ma.fn("deposit", 500 * TOKEN))
+        s.transact(ma.fn("register", 100 * TOKEN, 0, REPRO_CLASS, [MODEL]))
+    sc.transact(ma.fn("deposit", 100 * TOKEN))
+
+    def first_look(block_hash: bytes, job: int) -> str:
+        """The class member the auditor draw looks at first (JobAudits._draw): the provider
+        itself (skipped, a few thousand gas more) or the auditor."""
+        members = ma.contract.functions.classMembers(REPRO_CLASS).call()
+        seed = keccak(abi_encode(["bytes32", "uint256", "string"], [block_hash, job, "draw"]))
+        return str(members[int.from_bytes(seed, "big") % len(members)])
+
+    def audited(key: str | None) -> None:
+        """One audited lifecycle, measured under `key` (None: a warm-up): the first whose draw
+        finds the auditor at its first look, so that the figure does not depend on a hash."""
+        while True:
+            def k(name: str) -> str | None:
+                return f"{key}: {name}" if key else None
+
+            job, t = post(ma, sc, k("postJob"))
+            g(k("claim"), sp, ma.fn("claim", job, t.as_tuple()))
+            t = t.with_provider(prov.address)
+            c = complete(ma, job, t, k("complete"))
+            advance(1)  # see advance()
+            found = first_look(bytes(w3.eth.get_block(c.block)["hash"]), job) == aud.address
+            done = (job, t.as_tuple(), c.as_tuple())
+            steps = (
+                ("startAudit", sx, ma.fn("startAudit", *done)),
+                ("commitAudit", sa, audit_by(ma, aud, job)),
+                ("reveal (provider)", sp, ma.fn("reveal", *done, prov.address, OUT, SALT)),
+                ("reveal (auditor, upheld: pays all)", sa, ma.fn("reveal", *done, aud.address, OUT, SALT)),
+            )
+            for name, s, f in steps:
+                g(k(name) if found else None, s, f)
+            if found:
+                return
+
+    audited(None)  # warm-up: the audit pool and the auditor's balance are no longer empty
+    audited("audited")
+    out[AUDITED_TOTAL] = sum(out[f"audited: {k}"] for k in AUDITED_STEPS)
+
+    # an audit that finds a mismatch: the draw of the tiebreaker (nobody else: the arbiter)
+    job, t, c = completed(ma)
+    done = (job, t.as_tuple(), c.as_tuple())
+    advance(1)
+    sx.transact(ma.fn("startAudit", *done))
+    sa.transact(audit_by(ma, aud, job, b"\x66" * 32))
+    sp.transact(ma.fn("reveal", *done, prov.address, OUT, SALT))
+    g("reveal (auditor, mismatch)", sa, ma.fn("reveal", *done, aud.address, b"\x66" * 32, SALT))
+    advance(1)
+    g("finalize (draw finds no tiebreaker: to the arbiter)", sx, ma.fn("finalize", *done))
+    so.transact(arb_c.functions.decide(ma.address, *done, True))
+    # a silent auditor
+    job, t, c = completed(ma)
+    done = (job, t.as_tuple(), c.as_tuple())
+    advance(1)
+    sx.transact(ma.fn("startAudit", *done))
+    advance(3601)
+    g("finalize (auditor silent: slashed, result stands)", sx, ma.fn("finalize", *done))
+    # a requested audit with an auditor
+    job, t, c = completed(ma)
+    while first_look(bytes(w3.eth.get_block("latest")["hash"]), job) != aud.address:
+        advance(1)  # the dispute's draw reads the hash of the block before it
+    g("dispute (requested audit, auditor drawn)", sc, ma.fn("dispute", job, t.as_tuple(), c.as_tuple()))
 
     # post with permit (client deposit short)
     p = m.post_params(MODEL, SPEC, TOKEN, now() + 3600, 600)
