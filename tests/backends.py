@@ -65,28 +65,44 @@ class EthTesterBackend:
 
 
 class AnvilBackend:
-    """anvil from npm on a free port, automine, Sepolia-like."""
+    """anvil from npm on a free port, automine, Sepolia-like.
+
+    With `fixed_clock`, time is a function of what the test did, not of the wall clock: the
+    genesis time is fixed and each block is one second after its parent (advance jumps exactly).
+    A block's hash covers its timestamp, so the hashes, and the audit draws that read them, are
+    then the same on every run, and a derandomized hypothesis run reaches the same paths on CI as
+    here."""
 
     name = "anvil"
+    GENESIS_TIME = 1_800_000_000
 
-    def __init__(self) -> None:
+    def __init__(self, fixed_clock: bool = False) -> None:
         self.proc: subprocess.Popen[bytes]
-        self.proc, self.url = start_anvil()
+        self.fixed_clock = fixed_clock
+        self.proc, self.url = start_anvil(extra=("--timestamp", str(self.GENESIS_TIME)) if fixed_clock else ())
         self.w3 = Web3(Web3.HTTPProvider(self.url))
         self.accounts = dev_accounts(10)
+        if fixed_clock:
+            self.rpc("anvil_setBlockTimestampInterval", 1)
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        return self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def advance(self, seconds: int) -> None:
-        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
-        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        if self.fixed_clock:  # the interval overrides evm_increaseTime; an exact timestamp does not
+            self.rpc("evm_setNextBlockTimestamp", self.now() + seconds)
+        else:
+            self.rpc("evm_increaseTime", seconds)
+        self.rpc("evm_mine")
 
     def snapshot(self) -> Any:
-        return self.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        return self.rpc("evm_snapshot")["result"]
 
     def revert(self, snap: Any) -> None:
-        self.w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+        self.rpc("evm_revert", snap)
 
     def close(self) -> None:
         stop_proc(self.proc)

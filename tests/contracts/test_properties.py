@@ -1,18 +1,28 @@
 """A hypothesis state machine drives the market and an independent model of it (model.py) side
-by side: two clients, three providers, two fee recipients and the arbiter, each acting only where
-the rules let that party act, over a market with a dispute window, a dispute bond, a collateral
-floor and a non-zero fee that the owner changes. Time jumps past every window and timeout.
+by side: two clients, four providers (three of one reproducibility class, one of another), two
+fee recipients and the arbiter, each acting only where the rules let that party act, over a
+market with a dispute window, a dispute bond, a collateral floor, a non-zero fee that the owner
+changes, random audits of half the jobs (auditBps 5,000, so both settle and audit happen) and an
+audit fee. Providers complete honestly or with a wrong output, auditors commit honestly or lie;
+audits run through commit, reveal, the tiebreak draw, the tiebreaker's round and the arbiter,
+and time jumps past every window and timeout (silent auditors, providers that never reveal,
+silent tiebreakers, an arbiter that lets a dispute lapse).
 
 Each step is one transition the model says may happen now, drawn with weights that favour moving
-jobs along, so that deep paths (a dispute the arbiter lets lapse, a provider that leaves and
-registers again) are reached many times in a bounded run. After every step every account's
-balance, stake, open jobs, status and wallet equal the model's, the market holds exactly
-balances + stakes + escrow, the moved job's state is the model's, and no job was paid twice.
-Refused calls are checked against their exact custom error. Each transition is counted, and the
-run fails unless every one was reached at least MIN_COUNT times.
+jobs along, so that deep paths (a tiebreak, a dispute the arbiter lets lapse, a provider that
+leaves and registers again) are reached many times in a bounded run. Whether a job is drawn for
+audit and who is drawn to audit it are the chain's randomness: the test reads them and the model
+checks that the auditor drawn was eligible (or that nobody was when an audit is skipped). After
+every step every account's balance, stake, open jobs, status and wallet and the audit pool equal
+the model's, the market holds exactly balances + stakes + pool + escrow, the moved job's state is
+the model's, and no job was paid twice. Refused calls are checked against their exact custom
+error. Each transition is counted, and the run fails unless every one was reached at least
+MIN_COUNT times.
 
-It runs on anvil, whose evm_snapshot/evm_revert reset the chain between examples in a
-millisecond (eth-tester takes seconds per example; test_market.py and its siblings cover it)."""
+It runs on anvil with a fixed clock (see AnvilBackend), so the run is the same on every machine:
+the examples are derandomized and the chain's draws follow from them. Its evm_snapshot/evm_revert
+reset the chain between examples in a millisecond (eth-tester takes seconds per example;
+test_market.py and its siblings cover it)."""
 
 from __future__ import annotations
 
@@ -43,6 +53,7 @@ from tests.contracts.world import MODELS, World
 EXAMPLES, STEPS, MIN_COUNT = int(os.environ.get("HEARTH_SM_EXAMPLES", "100")), 80, 5
 PAYMENTS = (TOKEN // 4, TOKEN, 3 * TOKEN)  # collateral below, at and above the floor
 THIRD = b"\x33" * 32  # a second wrong output: three different outputs go to the arbiter
+FOURTH = b"\x44" * 32
 TRANSITIONS = (
     "deposit", "depositWithPermit", "withdraw", "register", "addStake", "unbond", "withdrawStake", "setFee",
     "setReproClass", "postJob", "postJob (directed)", "postJobWithPermit", "claim", "complete (honest)",
@@ -73,6 +84,9 @@ class MarketMachine(RuleBasedStateMachine):
         self.wallets = self.w.clients + self.w.providers
         self.approved = {a.address for a in self.w.clients + self.w.providers}  # max allowance from fund()
         self.steps = 0
+        # (job, auditor) that will not act again: a silent auditor or tiebreaker, so that the
+        # timeouts are reached as often as the answers
+        self.silent: set[tuple[int, str]] = set()
         self.touched: int | None = None
 
     # ---------------------------------------------------------------- plumbing
@@ -132,6 +146,26 @@ class MarketMachine(RuleBasedStateMachine):
         return [i for i in self.jobs_where("Audited", open_window=open_window)
                 if (a := self.m.jobs[i].audit) is not None and a.phase in phases]
 
+    def tiebreaks(self) -> bool:
+        """Whether a tiebreaker's round is running: it goes first (the rarest paths end there)."""
+        return any(self.m.jobs[i].audit.round == 1 for i in self.audits("Commit", "Reveal",  # type: ignore[union-attr]
+                                                                          open_window=True))
+
+    def first_tiebreaks(self, options: list[Any], job_of: Callable[[Any], int]) -> list[Any]:
+        """The options of a running tiebreak round if there are any, else all."""
+        tb = [o for o in options if self.m.jobs[job_of(o)].audit.round == 1]  # type: ignore[union-attr]
+        return tb or options
+
+    def commits(self) -> list[int]:
+        """Audits whose current auditor will commit (not a silent one)."""
+        out = []
+        for i in self.audits("Commit", open_window=True):
+            au = self.m.jobs[i].audit
+            assert au is not None
+            if (i, au.auditors[au.round]) not in self.silent:
+                out.append(i)
+        return out
+
     def reveals(self) -> list[tuple[int, str]]:
         """(job, party) for every commitment that may be opened now."""
         out = []
@@ -141,7 +175,8 @@ class MarketMachine(RuleBasedStateMachine):
             assert au is not None
             if au.provider_output is None:
                 out.append((i, j.terms.provider))
-            out += [(i, a) for k, a in enumerate(au.auditors) if au.commits[k] is not None and au.outputs[k] is None]
+            out += [(i, a) for k, a in enumerate(au.auditors)
+                    if au.commits[k] is not None and au.outputs[k] is None and (i, a) not in self.silent]
         return out
 
     def finalizable(self) -> list[int]:
@@ -166,8 +201,8 @@ class MarketMachine(RuleBasedStateMachine):
             (self.completed_past_window(False), self.settle, 3),
             (self.completed_past_window(True), self.start_audit, 7),
             (j("Completed", open_window=True), self.dispute, 1.5),
-            (self.audits("Commit", open_window=True), self.commit, 9),
-            (self.reveals(), self.reveal, 12),
+            (self.commits(), self.commit, 30 if self.tiebreaks() else 9),
+            (self.reveals(), self.reveal, 30 if self.tiebreaks() else 12),
             (self.finalizable(), self.finalize, 8),
             (j("Claimed", open_window=True), self.complete, 5),
             (self.claims(), self.claim, 4),
@@ -179,9 +214,7 @@ class MarketMachine(RuleBasedStateMachine):
         busy = len(self.m.in_state("Posted", "Claimed", "Completed", "Audited", "Disputed")) > 3
         out += [(self.post, k, 0.3 if busy else 1) for k in ("postJob", "postJob (directed)", "postJobWithPermit")]
         out += [(self.advance, "advance time", 2), (self.set_fee, "setFee", 0.5)]
-        # unbonding only while another provider stays active, so that jobs keep being claimed
-        active = sum(s == "Active" for s in self.m.status.values())
-        kinds = ("register", "addStake", "withdrawStake", "setReproClass") + (("unbond",) if active > 2 else ())
+        kinds = ("register", "addStake", "withdrawStake", "setReproClass", "unbond")
         out += [(self.provider, k, 0.2 if k == "setReproClass" else 0.5) for k in kinds]
         out += [(self.money, k, 0.5) for k in ("deposit", "depositWithPermit", "withdraw")]
         return out
@@ -243,8 +276,11 @@ class MarketMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- providers and owner
     def provider(self, rnd: Random, kind: str) -> None:
         m = self.m
-        fits = [p for p in self.w.providers if self.provider_ok(p.address, kind)]
-        p = rnd.choice(fits or self.w.providers)  # one it works for, if any
+        # Providers 0-2 stay active in class A, so that a tiebreaker can always be drawn;
+        # provider 3 leaves, comes back (in either class, with either models) and changes class.
+        who = self.w.providers if kind == "addStake" else self.w.providers[3:]
+        fits = [p for p in who if self.provider_ok(p.address, kind)]
+        p = rnd.choice(fits or who)  # one it works for, if any
         models = rnd.choice([MODELS[:1], MODELS])
         addr = p.address
         status = m.status[addr]
@@ -359,7 +395,7 @@ class MarketMachine(RuleBasedStateMachine):
         job_id = rnd.choice(self.jobs_where("Claimed", open_window=True))
         j = self.m.jobs[job_id]
         t = j.terms
-        honest = rnd.random() < 0.7
+        honest = rnd.random() < 0.6
         output = OUT if honest else WRONG
         commitment = result_commitment(job_id, t.provider, output, SALT)
         r = self.tx(self.acct(t.provider), "complete", job_id, t.as_tuple(), RESULT, commitment)
@@ -427,15 +463,19 @@ class MarketMachine(RuleBasedStateMachine):
         COUNTS["dispute (auditor drawn)" if auditor else "dispute (nobody: to the arbiter)"] += 1
 
     def commit(self, rnd: Random, kind: str) -> None:
-        job_id = rnd.choice(self.audits("Commit", open_window=True))
+        job_id = rnd.choice(self.first_tiebreaks(self.commits(), lambda o: int(o)))
         j = self.m.jobs[job_id]
         au = j.audit
         assert au is not None
         auditor = au.auditors[au.round]
-        honest = rnd.random() < 0.6
+        honest = rnd.random() < (0.6 if au.round == 0 else 0.7)
         output = OUT if honest else rnd.choice([WRONG, THIRD])
+        if not honest and au.round == 1:  # a lying tiebreaker agrees with neither: three outputs
+            output = next(x for x in (WRONG, THIRD, FOURTH) if x not in (au.provider_output, au.outputs[0]))
         self.tx(self.acct(auditor), "commitAudit", job_id, result_commitment(job_id, auditor, output, SALT))
         au.commits[au.round], au.phase = output, "Reveal"
+        if rnd.random() < 0.15:
+            self.silent.add((job_id, auditor))  # commits, then never reveals
         self.m.move(job_id, "Audited")
         self.check_state(job_id)
         COUNTS["commitAudit (honest)" if honest else "commitAudit (lying)"] += 1
@@ -448,7 +488,7 @@ class MarketMachine(RuleBasedStateMachine):
         self.m.move(job_id, "Disputed")
 
     def reveal(self, rnd: Random, kind: str) -> None:
-        job_id, party = rnd.choice(self.reveals())
+        job_id, party = rnd.choice(self.first_tiebreaks(self.reveals(), lambda o: int(o[0])))
         m, j = self.m, self.m.jobs[job_id]
         au = j.audit
         assert au is not None
@@ -508,6 +548,8 @@ class MarketMachine(RuleBasedStateMachine):
                 COUNTS["finalize (no tiebreaker: to the arbiter)"] += 1
             else:
                 au.auditors.append(tiebreaker)
+                if rnd.random() < 0.2:
+                    self.silent.add((job_id, tiebreaker))  # never commits
                 au.round, au.phase = 1, "Commit"
                 m.move(job_id, "Audited")
                 COUNTS["finalize (tiebreaker drawn)"] += 1
@@ -636,7 +678,7 @@ class MarketMachine(RuleBasedStateMachine):
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    w = World(AnvilBackend())
+    w = World(AnvilBackend(fixed_clock=True))
     yield w
     w.b.close()
 

@@ -29,7 +29,7 @@ class World:
         a = b.accounts
         self.b = b
         self.h: Harness = make_harness(b, **asdict(PARAMS))
-        # providers 0-2 of class A (so that a tiebreaker can be drawn), provider 3 of class B
+        # providers 0-2 of class A (they stay: a tiebreaker can be drawn), provider 3 of class B (it moves)
         self.owner, self.clients, self.providers, self.treasuries = a[0], a[1:3], [*a[3:6], a[6]], a[7:9]
         h = self.h
         h.op(self.owner, "setFee", 250, self.treasuries[0].address)
@@ -38,7 +38,7 @@ class World:
             h.fund(acct, 1000, 200)
             m.wallet[acct.address], m.balance[acct.address] = 800 * TOKEN, 200 * TOKEN
             m.status[acct.address] = "None"
-        starts = ((self.providers[0], (MODEL_V0,), CLASS_A), (self.providers[1], MODELS, CLASS_A),
+        starts = ((self.providers[0], MODELS, CLASS_A), (self.providers[1], MODELS, CLASS_A),
                   (self.providers[2], MODELS, CLASS_A), (self.providers[3], MODELS, CLASS_B))
         for p, models, cls in starts:
             h.op(p, "register", 10 * TOKEN, 0, cls, list(models))

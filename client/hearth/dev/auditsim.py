@@ -36,8 +36,8 @@ from hearth.chain.market import Market, connect
 from hearth.chain.sender import Prepared, Sender
 from hearth.chain.types import STATES, Completion, JobTerms, completion_from_event, posted_from_event, result_commitment
 from hearth.dev.deploy import MarketParams, deploy, fund
-from hearth.dev.devnet import anvil_command, dev_account
-from hearth.dev.procs import free_port, port_open, stop_proc, wait_until
+from hearth.dev.devnet import dev_account, start_anvil
+from hearth.dev.procs import stop_proc
 from hearth.errors import ChainError, ContractError
 from hearth.formats.units import TOKEN
 
@@ -150,13 +150,7 @@ class _Chain:
 
 def _start_anvil() -> tuple[subprocess.Popen[bytes], str]:
     """anvil as the devnet runs it, with a fixed genesis time and room for big blocks."""
-    port = free_port()
-    cmd = anvil_command(port, None, None) + ["--timestamp", str(GENESIS_TIME), "--gas-limit", str(BLOCK_GAS),
-                                             "--order", "fifo"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: port_open(port) and Web3(Web3.HTTPProvider(url)).is_connected(), 30, "anvil", proc)
-    return proc, url
+    return start_anvil(extra=("--timestamp", str(GENESIS_TIME), "--gas-limit", str(BLOCK_GAS), "--order", "fifo"))
 
 
 def simulate(jobs: int = 600, cheat_share: float = 2 / 3, cheater_share: float = 0.5,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,15 @@ def anvil_command(port: int, state_file: Path | None, block_time: float | None) 
 
 
 def start_anvil(
-    port: int | None = None, state_file: Path | None = None, block_time: float | None = None, log: Path | None = None
+    port: int | None = None, state_file: Path | None = None, block_time: float | None = None, log: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start anvil and wait for its RPC; returns the process and its URL."""
+    """Start anvil (with `extra` arguments) and wait for its RPC; returns the process and its URL."""
     port = port or free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115  (the child keeps its own descriptor)
     try:
         proc = subprocess.Popen(
-            anvil_command(port, state_file, block_time), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [*anvil_command(port, state_file, block_time), *extra], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     finally:
         if log:
