@@ -76,6 +76,29 @@ interface IJobMarket {
         address provider;
     }
 
+    /// @notice A provider's signed promise to take jobs (EIP-712, see OFFER_TYPEHASH). A client
+    ///         posts a job under it with `postJobWithOffer`, which assigns the job at once.
+    /// @param provider who signed it
+    /// @param modelKey keccak256 of the model's CID bytes
+    /// @param reproClass the provider's reproducibility class when it signed: a class change
+    ///        voids its offers, so a client never gets a job run by another build than it chose
+    /// @param price least payment per job
+    /// @param completionWindow seconds the provider needs; a job under the offer gives at least this
+    /// @param maxOpenJobs the offer assigns a job only while the provider has fewer open jobs
+    ///        (claimed, completed in their window, audits) than this: never more work than it can run
+    /// @param expiry unix time after which the offer is void
+    /// @param nonce the offer holds while nonce >= offerNonce(provider); raising that withdraws it
+    struct Offer {
+        address provider;
+        bytes32 modelKey;
+        bytes32 reproClass;
+        uint96 price;
+        uint32 completionWindow;
+        uint16 maxOpenJobs;
+        uint40 expiry;
+        uint64 nonce;
+    }
+
     /// @notice What `complete` fixed about the result, passed back (like the terms) by every
     ///         call on a completed job and checked against the job's commitment.
     /// @param commitment keccak256(abi.encode(jobId, provider, outputHash, salt)): opens only
@@ -215,6 +238,13 @@ interface IJobMarket {
     );
     /// @notice The client cancelled an unclaimed job and got its payment back.
     event JobCancelled(uint256 indexed jobId, address indexed client);
+    /// @notice The claimer gave a job back early: the client got its payment back, the claimer
+    ///         its collateral.
+    event JobDeclined(uint256 indexed jobId, address indexed provider);
+    /// @notice A provider published its current offers: a signed document at `cid` (IPFS).
+    event OffersPublished(address indexed provider, bytes cid);
+    /// @notice A provider withdrew every offer with a nonce below `nonce`.
+    event OffersWithdrawn(address indexed provider, uint64 nonce);
     /// @notice A job past its deadline was ended: the client got `refund`, of which `slashed`
     ///         was the collateral of a provider that never delivered.
     event JobExpired(uint256 indexed jobId, address indexed client, uint256 refund, uint256 slashed);
@@ -329,6 +359,19 @@ interface IJobMarket {
     /// @notice Too little gas left to give the arbiter its full ARBITER_GAS: send the dispute
     ///         with a higher gas limit.
     error InsufficientGasForArbiter(uint256 gasLeft, uint256 needed);
+    /// @notice The offer does not match the job or the provider's current class, or its
+    ///         signature is not the provider's.
+    error InvalidOffer(address provider);
+    /// @notice The offer expired or was withdrawn.
+    error OfferVoid(address provider, uint256 expiry, uint64 nonce);
+    /// @notice The job pays less than the offer's price or gives less time than it asks.
+    error OfferTermsUnmet(uint256 payment, uint256 price, uint256 completionWindow, uint256 offerWindow);
+    /// @notice The provider has as many open jobs as its offer allows.
+    error ProviderBusy(address provider, uint256 openJobs, uint256 maxOpenJobs);
+    /// @notice A new offer nonce must be above the current one.
+    error NonceNotIncreasing(uint64 nonce, uint64 current);
+    /// @notice Too late to decline: half the completion window has passed.
+    error DeclineTooLate(uint256 jobId, uint256 lastMoment);
     /// @notice An encryption key of zero (no X25519 public key is all zeros in practice).
     error InvalidEncryptionKey();
 
@@ -387,8 +430,37 @@ interface IJobMarket {
         bytes32 s
     ) external returns (uint256 jobId);
 
+    /// @notice Post a job already accepted under a provider's signed offer: one transaction
+    ///         escrows the payment, locks the provider's collateral and assigns it the job
+    ///         (JobPosted then JobClaimed), so nobody races to claim. `p.provider` must be the
+    ///         offer's provider, the model its model; the payment at least its price, the
+    ///         completion window at least its window; the provider active, of the offer's class,
+    ///         serving the model, with fewer open jobs than the offer allows.
+    function postJobWithOffer(PostParams calldata p, Offer calldata offer, bytes calldata signature)
+        external
+        returns (uint256 jobId);
+
+    /// @notice Provider: publish where its signed offers are (an IPFS CID). No state: clients
+    ///         read the OffersPublished logs, so a node behind NAT needs no open port.
+    function publishOffers(bytes calldata cid) external;
+
+    /// @notice Provider: void every offer with a nonce below `nonce` (which must be higher than
+    ///         the current one).
+    function withdrawOffers(uint64 nonce) external;
+
+    /// @notice Least nonce a provider's offers must carry to hold.
+    function offerNonce(address provider) external view returns (uint64);
+
+    /// @notice The EIP-712 digest a provider signs for `offer`.
+    function offerDigest(Offer calldata offer) external view returns (bytes32);
+
     /// @notice Claim a posted job; locks collateral from the caller's free stake.
     function claim(uint256 jobId, JobTerms calldata terms) external;
+
+    /// @notice The claimer gives a job back within the first half of its completion window (a
+    ///         spec it cannot run, say): the client gets the payment back, the claimer its
+    ///         collateral. Later, a job it cannot finish expires and costs it collateral.
+    function decline(uint256 jobId, JobTerms calldata terms) external;
 
     /// @notice Deliver a claimed job's result: its CID bytes and the commitment to the output
     ///         (see Result). `settle` pays once the window has passed, unless the job was drawn

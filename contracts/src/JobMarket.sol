@@ -7,6 +7,8 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IJobMarket} from "./IJobMarket.sol";
 import {JobAudits} from "./JobAudits.sol";
 
@@ -32,7 +34,7 @@ import {JobAudits} from "./JobAudits.sol";
 ///      commits before anyone reveals; a mismatch draws a tiebreaker (2 of 3 decide) and three
 ///      different outputs go to the arbiter. A provider proven wrong loses its whole collateral
 ///      (collateralBps of the payment).
-contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
+contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
 
     /// @notice The highest protocol fee the owner can ever set: 10%.
@@ -47,6 +49,11 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     uint256 public constant ARBITER_GAS = JobAudits.ARBITER_GAS;
     /// @notice Gas a call that reaches the arbiter must still have (see JobAudits).
     uint256 public constant ARBITER_GAS_FLOOR = JobAudits.ARBITER_GAS_FLOOR;
+    /// @notice The EIP-712 type of an Offer (domain: name "Hearth JobMarket", version "2").
+    bytes32 public constant OFFER_TYPEHASH = keccak256(
+        "Offer(address provider,bytes32 modelKey,bytes32 reproClass,uint96 price,uint32 completionWindow,"
+        "uint16 maxOpenJobs,uint40 expiry,uint64 nonce)"
+    );
 
     /// @notice The payment token.
     IERC20 public immutable token;
@@ -105,10 +112,16 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
 
     mapping(address account => EncryptionKey) private _encryptionKeys;
 
+    /// @inheritdoc IJobMarket
+    mapping(address provider => uint64) public offerNonce;
+
     /// @param token_ the payment token
     /// @param arbiter_ the dispute arbiter (a contract implementing IArbiter, or an account)
     /// @param cfg the market's parameters (see IJobMarket.Config)
-    constructor(IERC20 token_, address arbiter_, Config memory cfg) Ownable(msg.sender) {
+    constructor(IERC20 token_, address arbiter_, Config memory cfg)
+        Ownable(msg.sender)
+        EIP712("Hearth JobMarket", "2")
+    {
         if (address(token_) == address(0) || arbiter_ == address(0)) revert ZeroAddress();
         if (cfg.collateralBps > MAX_COLLATERAL_BPS) revert InvalidBps(cfg.collateralBps, MAX_COLLATERAL_BPS);
         if (cfg.auditBps > 10_000) revert InvalidBps(cfg.auditBps, 10_000);
@@ -303,8 +316,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- jobs
 
     /// @inheritdoc IJobMarket
-    function postJob(PostParams calldata p) external nonReentrant returns (uint256) {
-        return _post(p);
+    function postJob(PostParams calldata p) external nonReentrant returns (uint256 jobId) {
+        (jobId,) = _post(p);
     }
 
     /// @inheritdoc IJobMarket
@@ -315,10 +328,55 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         uint8 v,
         bytes32 r,
         bytes32 s
-    ) external nonReentrant returns (uint256) {
+    ) external nonReentrant returns (uint256 jobId) {
         _permit(depositAmount, permitDeadline, v, r, s);
         _deposit(depositAmount);
-        return _post(p);
+        (jobId,) = _post(p);
+    }
+
+    /// @inheritdoc IJobMarket
+    function postJobWithOffer(PostParams calldata p, Offer calldata offer, bytes calldata signature)
+        external
+        nonReentrant
+        returns (uint256 jobId)
+    {
+        address provider = offer.provider;
+        if (
+            p.provider != provider || keccak256(p.modelCid) != offer.modelKey
+                || _s.reproClassOf[provider] != offer.reproClass
+                || ECDSA.recover(_offerDigest(offer), signature) != provider
+        ) revert InvalidOffer(provider);
+        if (block.timestamp > offer.expiry || offer.nonce < offerNonce[provider]) {
+            revert OfferVoid(provider, offer.expiry, offer.nonce);
+        }
+        if (p.payment < offer.price || p.completionWindow < offer.completionWindow) {
+            revert OfferTermsUnmet(p.payment, offer.price, p.completionWindow, offer.completionWindow);
+        }
+        uint16 open = _s.accounts[provider].openJobs;
+        if (open >= offer.maxOpenJobs) revert ProviderBusy(provider, open, offer.maxOpenJobs);
+        JobTerms memory t;
+        (jobId, t) = _post(p);
+        _assign(jobId, t, provider);
+    }
+
+    /// @inheritdoc IJobMarket
+    function publishOffers(bytes calldata cid) external {
+        _activeProvider();
+        if (cid.length == 0) revert EmptyCid();
+        emit OffersPublished(msg.sender, cid);
+    }
+
+    /// @inheritdoc IJobMarket
+    function withdrawOffers(uint64 nonce) external {
+        uint64 current = offerNonce[msg.sender];
+        if (nonce <= current) revert NonceNotIncreasing(nonce, current);
+        offerNonce[msg.sender] = nonce;
+        emit OffersWithdrawn(msg.sender, nonce);
+    }
+
+    /// @inheritdoc IJobMarket
+    function offerDigest(Offer calldata offer) external view returns (bytes32) {
+        return _offerDigest(offer);
     }
 
     /// @inheritdoc IJobMarket
@@ -326,22 +384,23 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         JobSlot memory job = _load(jobId, terms, State.Posted);
         if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
         if (terms.provider != address(0) && terms.provider != msg.sender) revert NotProvider(jobId, msg.sender);
-        Account storage a = _s.accounts[msg.sender];
-        if (a.status != Status.Active) revert ProviderNotActive(msg.sender);
-        if (_s.serves[msg.sender][terms.modelKey] != _s.providers[msg.sender].registration) {
-            revert ModelNotServed(msg.sender, terms.modelKey);
-        }
-        uint96 collateral = collateralFor(terms.payment);
-        if (a.stake < collateral) revert InsufficientStake(msg.sender, a.stake, collateral);
-        a.stake -= collateral;
-        a.openJobs += 1;
+        _assign(jobId, terms, msg.sender);
+    }
 
-        JobTerms memory t = terms;
-        t.provider = msg.sender;
-        // completionWindow <= maxCompletionWindow <= MAX_PERIOD: checked at post, committed since.
-        uint40 completionDeadline = uint40(block.timestamp) + terms.completionWindow;
-        _s.jobs[jobId] = JobSlot(State.Claimed, completionDeadline, JobAudits.commitmentOf(jobId, t));
-        emit JobClaimed(jobId, msg.sender, collateral, completionDeadline);
+    /// @inheritdoc IJobMarket
+    function decline(uint256 jobId, JobTerms calldata terms) external nonReentrant {
+        JobSlot memory job = _load(jobId, terms, State.Claimed);
+        if (msg.sender != terms.provider) revert NotProvider(jobId, msg.sender);
+        // The deadline is the claim time plus the window; declining late would let a claimer
+        // sit on a job and walk away free instead of paying for an expiry.
+        uint256 lastMoment = job.deadline - terms.completionWindow / 2;
+        if (block.timestamp > lastMoment) revert DeclineTooLate(jobId, lastMoment);
+        _s.jobs[jobId] = JobSlot(State.Cancelled, 0, job.commitment);
+        Account storage a = _s.accounts[msg.sender];
+        a.openJobs -= 1;
+        a.stake += collateralFor(terms.payment);
+        _s.accounts[terms.client].balance += terms.payment;
+        emit JobDeclined(jobId, msg.sender);
     }
 
     /// @inheritdoc IJobMarket
@@ -505,7 +564,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             catch {}
     }
 
-    function _post(PostParams calldata p) private returns (uint256 jobId) {
+    function _post(PostParams calldata p) private returns (uint256 jobId, JobTerms memory t) {
         if (p.payment == 0) revert ZeroAmount();
         if (p.modelCid.length == 0 || p.specCid.length == 0) revert EmptyCid();
         if (p.claimDeadline <= block.timestamp) revert InvalidClaimDeadline(p.claimDeadline, block.timestamp);
@@ -521,7 +580,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
         jobId = nextJobId++;
         // Unknown before the block that posts the job, so no one can prepare colliding terms.
         uint64 salt = uint64(uint256(keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), jobId))));
-        JobTerms memory t = JobTerms(
+        t = JobTerms(
             msg.sender, p.payment, p.provider, p.completionWindow, fee, recipient, keccak256(p.modelCid), salt
         );
         _s.jobs[jobId] = JobSlot(State.Posted, p.claimDeadline, JobAudits.commitmentOf(jobId, t));
@@ -538,6 +597,29 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient {
             recipient,
             salt
         );
+    }
+
+    /// @dev Give a posted job to `provider`: it must be active and serve the model; its
+    ///      collateral is locked and the terms name it from now on.
+    function _assign(uint256 jobId, JobTerms memory t, address provider) private {
+        Account storage a = _s.accounts[provider];
+        if (a.status != Status.Active) revert ProviderNotActive(provider);
+        if (_s.serves[provider][t.modelKey] != _s.providers[provider].registration) {
+            revert ModelNotServed(provider, t.modelKey);
+        }
+        uint96 collateral = collateralFor(t.payment);
+        if (a.stake < collateral) revert InsufficientStake(provider, a.stake, collateral);
+        a.stake -= collateral;
+        a.openJobs += 1;
+        t.provider = provider;
+        // completionWindow <= maxCompletionWindow <= MAX_PERIOD: checked at post, committed since.
+        uint40 completionDeadline = uint40(block.timestamp) + t.completionWindow;
+        _s.jobs[jobId] = JobSlot(State.Claimed, completionDeadline, JobAudits.commitmentOf(jobId, t));
+        emit JobClaimed(jobId, provider, collateral, completionDeadline);
+    }
+
+    function _offerDigest(Offer calldata o) private view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(OFFER_TYPEHASH, o)));
     }
 
     function _joinClass(bytes32 reproClass) private {
