@@ -22,6 +22,7 @@ from hearth.formats.receipt import result_signer
 from hearth.ipfs.fetch import FETCH_TIMEOUT, BlockSource
 from hearth.ipfs.kubo import KuboClient
 from hearth.ipfs.pinning import RemotePins, cat_any
+from hearth.offers import choose, live_offers
 from hearth.privacy import job_key, providers_for, seal_spec
 
 TOKEN = 10**18
@@ -49,6 +50,7 @@ class Posted:
     claim_deadline: int
     spec_pins: dict[str, str] = field(default_factory=dict)  # what each remote pin said of the spec
     readers: tuple[str, ...] = ()  # a private job: who its key is sealed to (the client included)
+    assigned: str = ""  # the provider whose offer took the job at post ("" for an open or directed job)
 
 
 def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: int) -> tuple[int, bytes, bytes]:
@@ -73,12 +75,14 @@ def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: i
 def post(
     market: Market, sender: Sender, acct: LocalAccount, ipfs: KuboClient, spec: JobSpec, payment: int,
     claim_timeout: int, completion_window: int, provider: str = ZERO_ADDRESS, pins: RemotePins | None = None,
-    private: bool = False,
+    private: bool = False, use_offers: bool = True,
 ) -> Posted:
     """Add the spec to IPFS (and ask `pins` to pin it remotely), and post the job, paying from the
     internal balance or, when it is short, pulling the rest from the wallet with a permit in the
     same transaction. A `private` job's spec goes to IPFS encrypted, its key sealed to the client
-    and to the provider(s) that may run it (see hearth.privacy)."""
+    and to the provider(s) that may run it (see hearth.privacy). With `use_offers`, the job goes
+    under the best live offer that fits it (of `provider` if one is given; see hearth.offers):
+    one transaction pays and assigns it; with none, it is posted open (or to `provider`)."""
     if payment <= 0:
         raise UserError("the payment must be positive")
     if claim_timeout <= 0 or completion_window <= 0:
@@ -93,25 +97,36 @@ def post(
                 f"{wallet / TOKEN:g} HRT in the wallet: {(short - wallet) / TOKEN:g} HRT missing",
                 hint="get tokens (on the devnet: hearth account faucet), then retry",
             )
+    model_cid = CID.parse(spec.model_cid).to_bytes()
+    now = chain_now(market)
+    chosen = None
+    if use_offers:
+        live = [c for c in live_offers(market, ipfs, model_cid, now) if provider in (ZERO_ADDRESS, c.offer.provider)]
+        chosen = choose(market, live, payment, completion_window)
+        if chosen is not None:
+            provider = chosen.offer.provider
     spec_bytes = spec.to_bytes()
     readers: tuple[str, ...] = ()
     if private:
-        env, _ = seal_spec(market, acct, spec_bytes, providers_for(market, CID.parse(spec.model_cid).to_bytes(), provider))
+        env, _ = seal_spec(market, acct, spec_bytes, providers_for(market, model_cid, provider))
         spec_bytes, readers = env.to_bytes(), tuple(env.reader_addresses())
     spec_cid = ipfs.add(spec_bytes, pin=True)
     spec_pins = pins.pin(ipfs, spec_cid, "hearth job spec") if pins is not None else {}
-    now = chain_now(market)
     deadline = now + claim_timeout
-    params = market.post_params(
-        CID.parse(spec.model_cid).to_bytes(), spec_cid.to_bytes(), payment, deadline, completion_window, provider
-    )
-    if short:
+    params = market.post_params(model_cid, spec_cid.to_bytes(), payment, deadline, completion_window, provider)
+    if chosen is not None:
+        if short:  # no permit variant of postJobWithOffer: deposit first (one block more)
+            v, r, s = permit_signature(acct, market, short, now + 3600)
+            sender.transact(market.fn("depositWithPermit", short, now + 3600, v, r, s))
+        o = chosen.offer
+        receipt = sender.transact(market.fn("postJobWithOffer", params, o.as_tuple(), o.signature))
+    elif short:
         v, r, s = permit_signature(acct, market, short, now + 3600)
         receipt = sender.transact(market.fn("postJobWithPermit", params, short, now + 3600, v, r, s))
     else:
         receipt = sender.transact(market.fn("postJob", params))
     return Posted(market.job_posted_id(receipt), str(spec_cid), _hash(receipt), int(receipt["gasUsed"]), deadline,
-                  spec_pins, readers)
+                  spec_pins, readers, chosen.offer.provider if chosen is not None else "")
 
 
 def _hash(receipt: TxReceipt) -> str:

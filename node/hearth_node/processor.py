@@ -61,8 +61,7 @@ class Metrics:
     jobs_run: int = 0
     overheads: list[float] = field(default_factory=list)
 
-    def count_rpc_error(self) -> None:
-        """One failed watcher poll."""
+    def count_rpc_error(self) -> None:  # one failed watcher poll
         self.rpc_errors += 1
 
 
@@ -74,16 +73,10 @@ class Processor:
         models: ModelStore, runners: RunnerPool, policy: guardian.Policy, model_shas: dict[CID, tuple[str, int]],
         chain_id: int, clock: Callable[[], float] = time.time,
     ) -> None:
-        self.market = market
-        self.account = account
+        self.market, self.account, self.sender, self.ipfs, self.journal = market, account, sender, ipfs, journal
+        self.models, self.runners, self.policy = models, runners, policy
         self.address = to_checksum_address(account.address)
-        self.sender = sender
         self.submitter = Submitter(market, sender, journal)
-        self.ipfs = ipfs
-        self.journal = journal
-        self.models = models
-        self.runners = runners
-        self.policy = policy
         self.model_shas = model_shas  # model CID -> (sha256, size)
         self.chain_id = chain_id
         self.clock = clock
@@ -112,10 +105,10 @@ class Processor:
 
     # ------------------------------------------------------------------ starting and failing
 
-    def on_posted(self, job: PostedJob) -> None:
-        """A JobPosted log: journal it, ask the guardian, start preparing."""
+    def on_posted(self, job: PostedJob) -> None:  # a JobPosted log: journal it, ask the guardian, prepare
         if not self.journal.add(job.job_id, posted_to_dict(job)):
             return
+        self.submitter.assigned(job)  # an offer gave it to us: no claim, and declined if refused
         decision = guardian.check_event(job, self.policy, int(self.clock()))
         if not isinstance(decision, guardian.Accepted):
             self._end(job.job_id, "skipped", decision.reason)
@@ -165,6 +158,8 @@ class Processor:
             self._later.call(self.retry_first * 4, lambda: self._start(job))
 
     def _end(self, job_id: int, step: str, reason: str) -> None:
+        if step == "skipped":
+            self.submitter.decline_if_assigned(job_id, reason)  # ours already: give it back
         log.info("job %d %s: %s", job_id, step, reason)
         self.journal.advance(job_id, step, reason)
         self._release(job_id)
@@ -235,7 +230,9 @@ class Processor:
                 gen, prompt = runner.speed.fastest()
                 best = None if gen is None else guardian.estimate_seconds(
                     p.tokens, p.spec.params.max_tokens, self.policy, gen, prompt)
-                collateral, stake = self.submitter.collateral_for(job.payment), self.market.account(self.address).stake
+                # an assigned job's collateral is locked already
+                collateral = 0 if self.submitter.is_assigned(job.job_id) else self.submitter.collateral_for(job.payment)
+                stake = self.market.account(self.address).stake
                 decision = self.ledger.admit(job, work, collateral, stake, runner, best)
         except ChainError as e:  # stake unreadable now: look again later
             decision = guardian.Deferred(f"RPC: {_first_line(e)}")
@@ -289,6 +286,9 @@ class Processor:
     # ------------------------------------------------------------------ claim and run
 
     def _claim(self, job: PostedJob, p: Pending) -> None:
+        if self.submitter.is_assigned(job.job_id):  # an offer gave it to us: nothing to claim
+            self.journal.advance(job.job_id, "claimed")
+            return self._claimed(job, p.spec)
         try:
             tx = self.submitter.prepare_or_end(job.job_id, self.market.fn("claim", job.job_id, job.terms.as_tuple()),
                                                "lost")

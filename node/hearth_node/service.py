@@ -27,6 +27,7 @@ from hearth_node.audits import Audits, repro_class
 from hearth_node.config import NodeSettings
 from hearth_node.journal import Journal
 from hearth_node.modelstore import ModelStore
+from hearth_node.offers import OfferBook
 from hearth_node.privacy import ensure_encryption_key
 from hearth_node.processor import Processor
 from hearth_node.remotepin import Publisher
@@ -102,6 +103,8 @@ class NodeService:
                                                  s.admission_margin_seconds)
         self.watcher = Watcher(self.market, self.journal, self.processor.on_posted, s.confirmations, s.poll_interval,
                                s.log_range, ws, on_rpc_error=self.processor.metrics.count_rpc_error)
+        self.offers = OfferBook(self.market, self.sender, self.ipfs, self.model_cids, self.repro_class, s.min_price,
+                                s.offer_window, s.max_open_jobs, s.offer_ttl) if s.offer_ttl else None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self.api_port = s.api_port or free_port()
@@ -150,6 +153,8 @@ class NodeService:
         self.ensure_registered()
         self.processor.recover()  # open jobs first: their signed transactions hold the next nonces
         ensure_encryption_key(self.market, self.sender, self.account)  # private jobs are sealed to it
+        if self.offers is not None:
+            self.offers.start()  # clients post jobs under them: assigned, no claim race
         threading.Thread(target=self._preload, name="preload", daemon=True).start()
         self.watcher.start()
         self.audits.start()
@@ -177,6 +182,8 @@ class NodeService:
             self._server.should_exit = True
         if self._server_thread is not None:
             self._server_thread.join(timeout=10)
+        if self.offers is not None:
+            self.offers.stop()
         self.watcher.stop()
         self.audits.stop()
         self.processor.stop()

@@ -19,6 +19,7 @@ from hearth.chain.sender import Prepared, Sender
 from hearth.chain.types import PostedJob
 from hearth.errors import ChainError, ContractError, IPFSError, VerificationError
 from hearth.settings import crash_point_name
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from hearth_node.journal import JobRecord, Journal, posted_from_dict
@@ -91,6 +92,37 @@ class Submitter:
             return now + job.completion_window  # an upper bound: the claim is in the past
         self.journal.note(job.job_id, deadline=deadline)
         return float(deadline)
+
+    def assigned(self, job: PostedJob) -> bool:
+        """Whether a provider offer gave `job` to this node in its post transaction (JobClaimed
+        for us in the same receipt): it is ours to run, with no claim to send. Journaled, so a
+        restart knows too."""
+        if job.provider.lower() != self.address.lower():
+            return False
+        receipt = self.market.w3.eth.get_transaction_receipt(job.tx_hash)  # type: ignore[arg-type]
+        mine = any(int(e["args"]["jobId"]) == job.job_id and e["args"]["provider"] == self.address
+                   for e in self.market.contract.events.JobClaimed().process_receipt(receipt, errors=DISCARD))
+        if mine:
+            self.journal.note(job.job_id, assigned=True)
+        return mine
+
+    def is_assigned(self, job_id: int) -> bool:
+        rec = self.journal.get(job_id)
+        return rec is not None and bool(rec.data.get("assigned"))
+
+    def decline_if_assigned(self, job_id: int, reason: str) -> None:
+        """Give back an assigned job the node will not run (the client is refunded, our
+        collateral freed): allowed in the first half of its completion window; later it can
+        only expire."""
+        rec = self.journal.get(job_id)
+        if rec is None or not rec.data.get("assigned"):
+            return
+        job = posted_from_dict(rec.posted)
+        try:
+            self.sender.transact(self.market.fn("decline", job.job_id, job.terms.with_provider(self.address).as_tuple()))
+            log.info("job %d declined: %s", job.job_id, reason)
+        except (ChainError, ContractError) as e:
+            log.warning("job %d: could not decline (%s); it will expire", job.job_id, first_line(e))
 
     def prepare_or_end(self, job_id: int, fn: Any, end_step: str) -> Prepared | None:
         """Sign `fn` after simulating it; a lost race or a passed deadline ends the job at

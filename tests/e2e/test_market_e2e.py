@@ -3,7 +3,8 @@ provider nodes as separate processes, two clients, 20 jobs; one node killed mid-
 restarted. The market audits 10% of jobs (the devnet default), so the two nodes audit each
 other now and then. Every job settles exactly once and every token is where it should be: each
 provider holds what its jobs paid (less the audit fee) plus its audit rewards, and the audit pool
-holds the fees less the rewards."""
+holds the fees less the rewards. Clients post under the nodes' offers (the default), so every job
+is assigned by its post transaction: no claim race, and no provider transaction reverts."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
         s.transact(m.fn("deposit", 100 * TOKEN))
     paid_by: Counter[int] = Counter()
     posted: dict[int, int] = {}
+    first_block = int(env.w3.eth.block_number)
     for i in range(20):
         c = CLIENTS[i % 2]
         payment = TOKEN // 100 * (i + 1)
@@ -63,6 +65,15 @@ def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
         assert time.monotonic() < deadline, {j: m.job(j).state for j in posted}
         time.sleep(1)
     ipfs.close()
+    for j in posted:  # assigned at post: JobClaimed came in the post's own transaction
+        txs = {n: ev["transactionHash"] for n, ev in m.history(j) if n in ("JobPosted", "JobClaimed")}
+        assert txs["JobPosted"] == txs["JobClaimed"], f"job {j} was claimed in a later transaction"
+    providers = {dev_account(a).address for a in PROVIDERS}
+    sent = [tx["hash"] for b in range(first_block, int(env.w3.eth.block_number) + 1)
+            for tx in env.w3.eth.get_block(b, full_transactions=True)["transactions"] if tx["from"] in providers]
+    assert sent, "the providers sent transactions"
+    reverted = [h.hex() for h in sent if env.w3.eth.get_transaction_receipt(h)["status"] != 1]
+    assert reverted == [], f"provider transactions reverted: {reverted}"
     audit_fee_bps = int(m.call(m.contract.functions.auditFeeBps()))
     earned: Counter[str] = Counter()
     fees = rewards = 0

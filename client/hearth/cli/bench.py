@@ -68,17 +68,19 @@ def bench_startup(runs: int, as_json: bool) -> None:
 @click.option("--jobs", "n_jobs", type=click.IntRange(min=1), default=3, show_default=True,
               help="jobs submitted one after another")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=8, show_default=True, help="tokens per job")
+@click.option("--no-offers", is_flag=True, help="post open jobs that the node claims (the path before offers)")
 @json_opt
-def bench_latency(block_time: float, n_jobs: int, max_tokens: int, as_json: bool) -> None:
+def bench_latency(block_time: float, n_jobs: int, max_tokens: int, no_offers: bool, as_json: bool) -> None:
     """Submit to verified answer on a chain with a block time: seconds and blocks per job and
     their medians (one local node, the path of `hearth job submit`)."""
     from hearth.dev.latency import latency_bench
 
-    r = latency_bench(block_time, n_jobs, max_tokens, progress=lambda m: click.echo(m, err=True))
+    r = latency_bench(block_time, n_jobs, max_tokens, not no_offers, progress=lambda m: click.echo(m, err=True))
     lines = [f"job {j['job_id']:>3}: {j['seconds']:6.1f} s  {j['blocks']:>2} blocks  "
              f"({', '.join(f'{k} +{v}' for k, v in j['event_blocks'].items())})" for j in r["per_job"]]
     lines.append(f"median:  {r['median_seconds']:6.1f} s  {r['median_blocks']:>2} blocks  "
-                 f"({n_jobs} jobs of {max_tokens} tokens, {block_time:g}-second blocks)")
+                 f"({n_jobs} jobs of {max_tokens} tokens, {block_time:g}-second blocks, "
+                 f"{'under the node offer' if r['offers'] else 'open jobs claimed'})")
     emit(r, as_json, "\n".join(lines))
 
 

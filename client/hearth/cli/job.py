@@ -46,7 +46,9 @@ def _print_update(u: Any, as_json: bool) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--stop", multiple=True, help="stop string (repeatable)")
 @click.option("--payment", default="0.01", show_default=True, help="HRT to pay")
-@click.option("--provider", help="only this provider may claim")
+@click.option("--provider", help="only this provider may run the job (under its offer if it has a live one)")
+@click.option("--no-offers", is_flag=True, help="post an open job for any provider to claim, instead of taking the "
+              "best live provider offer (one transaction that assigns the job)")
 @click.option("--public", is_flag=True, help="a plaintext job: spec and result readable by anyone (default: "
               "encrypted, readable by you and the provider(s) it is sealed to)")
 @click.option("--claim-timeout", default="2m", show_default=True, help="time for a provider to claim")
@@ -56,8 +58,9 @@ def _print_update(u: Any, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, max_tokens: int, temperature: float,
-               top_p: float, seed: int, stop: tuple[str, ...], payment: str, provider: str | None, public: bool,
-               raw: bool, claim_timeout: str, completion: str, no_wait: bool, auto_expire: bool, as_json: bool) -> None:
+               top_p: float, seed: int, stop: tuple[str, ...], payment: str, provider: str | None, no_offers: bool,
+               public: bool, raw: bool, claim_timeout: str, completion: str, no_wait: bool, auto_expire: bool,
+               as_json: bool) -> None:
     """Post a job with its payment locked, follow it live, and print the verified answer."""
     from web3 import Web3
 
@@ -84,9 +87,9 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     wei = parse_amount(payment)
     posted = jobs.post(c.market, c.sender, c.account, c.ipfs, spec, wei, parse_duration(claim_timeout),
                        parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
-                       pins=c.pins, private=not public)
+                       pins=c.pins, private=not public, use_offers=not no_offers)
     out: dict[str, Any] = {"job_id": posted.job_id, "spec_cid": posted.spec_cid, "post_tx": posted.tx_hash,
-                           "post_gas": posted.gas_used, "private": not public}
+                           "post_gas": posted.gas_used, "private": not public, "assigned": posted.assigned or None}
     if posted.readers:
         out["readers"] = list(posted.readers)
     if posted.spec_pins:
@@ -97,6 +100,7 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     if not as_json:
         click.echo(f"job {posted.job_id} posted (tx {posted.tx_hash}, {posted.gas_used} gas), "
                    f"{wei / TOKEN:g} HRT locked; spec {posted.spec_cid}"
+                   + (f"; assigned to {posted.assigned} under its offer" if posted.assigned else "")
                    + (f" (private: sealed to you and {len(posted.readers) - 1} provider(s))" if posted.readers else ""),
                    err=True)
     if no_wait:

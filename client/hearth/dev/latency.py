@@ -3,7 +3,8 @@ block time, through the client path of `hearth job submit` (jobs.post, jobs.foll
 jobs.fetch_result), one provider node, short jobs.
 
 Blocks are counted from the head seen just before the post to the head seen once the answer is
-verified: post, claim and complete each need a block of their own, so a job takes at least 3."""
+verified. Under the node's offer (the default) the post assigns the job and complete follows in
+a later block: at least 2. An open job (`offers=False`) needs a claim in between: at least 3."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ CLAIM_TIMEOUT = 120  # `hearth job submit`'s defaults (2m, 5m)
 COMPLETION_WINDOW = 300
 
 
-def latency_bench(block_time: float, n_jobs: int = 3, max_tokens: int = 8,
+def latency_bench(block_time: float, n_jobs: int = 3, max_tokens: int = 8, offers: bool = True,
                   progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Start a localnet whose anvil mines every `block_time` seconds and one node, submit `n_jobs`
     jobs one after another (prompts long enough to use all `max_tokens`), each waited for until
@@ -51,11 +52,12 @@ def latency_bench(block_time: float, n_jobs: int = 3, max_tokens: int = 8,
         per_job = []
         with KuboClient(net.ipfs_api) as ipfs:
             for i in range(n_jobs):
-                r = submit_and_wait(net.market, sender, acct, ipfs, i, max_tokens)
+                r = submit_and_wait(net.market, sender, acct, ipfs, i, max_tokens, offers)
                 progress(f"job {r['job_id']}: {r['seconds']:.1f} s, {r['blocks']} blocks")
                 per_job.append(r)
     return {
         "block_time": block_time,
+        "offers": offers,
         "jobs": n_jobs,
         "max_tokens": max_tokens,
         "median_seconds": round(statistics.median(r["seconds"] for r in per_job), 2),
@@ -65,7 +67,7 @@ def latency_bench(block_time: float, n_jobs: int = 3, max_tokens: int = 8,
 
 
 def submit_and_wait(market: Market, sender: Sender, acct: LocalAccount, ipfs: KuboClient, i: int,
-                    max_tokens: int) -> dict[str, Any]:
+                    max_tokens: int, offers: bool = True) -> dict[str, Any]:
     """One job as `hearth job submit` runs it: post, follow until Completed, fetch and verify."""
     from hearth import jobs
     from hearth.formats.jobspec import Params, make_spec
@@ -78,7 +80,10 @@ def submit_and_wait(market: Market, sender: Sender, acct: LocalAccount, ipfs: Ku
     w3 = market.w3
     start_block = int(w3.eth.block_number)
     t0 = time.monotonic()
-    posted = jobs.post(market, sender, acct, ipfs, spec, TOKEN // 100, CLAIM_TIMEOUT, COMPLETION_WINDOW)
+    posted = jobs.post(market, sender, acct, ipfs, spec, TOKEN // 100, CLAIM_TIMEOUT, COMPLETION_WINDOW,
+                       use_offers=offers)
+    if offers and not posted.assigned:
+        raise HearthError(f"bench job {posted.job_id} found no live offer of the node")
     history: list[tuple[str, Any]] = []
     for u in jobs.follow(market, posted.job_id):
         if u.event is not None:
@@ -92,6 +97,7 @@ def submit_and_wait(market: Market, sender: Sender, acct: LocalAccount, ipfs: Ku
     end_block = int(w3.eth.block_number)
     return {
         "job_id": posted.job_id,
+        "assigned": bool(posted.assigned),
         "seconds": round(seconds, 2),
         "blocks": end_block - start_block,
         # each event's block, counted from the head before the post

@@ -1,0 +1,68 @@
+"""The node's offers: one signed offer per served model (its price, the completion window it
+needs, its open-job limit, its reproducibility class), published as a document on IPFS whose CID
+goes on chain (publishOffers). Clients read the pointer from the chain and the document from
+IPFS, so a node behind NAT publishes without accepting a connection. Republished before they
+expire; a class change voids them on chain (the next start publishes new ones)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from eth_utils import keccak
+from hearth.chain.market import Market
+from hearth.chain.sender import Sender
+from hearth.errors import HearthError
+from hearth.formats import offers
+from hearth.formats.cid import CID
+from hearth.ipfs.kubo import KuboClient
+
+log = logging.getLogger("hearth.node")
+
+
+class OfferBook:
+    """Keeps this node's offers published while it runs."""
+
+    def __init__(self, market: Market, sender: Sender, ipfs: KuboClient, models: list[CID], repro_class: bytes,
+                 price: int, window: int, max_open_jobs: int, ttl: int) -> None:
+        self.market, self.sender, self.ipfs = market, sender, ipfs
+        self.models, self.repro_class = models, repro_class
+        self.price, self.window, self.max_open_jobs, self.ttl = price, window, max_open_jobs, ttl
+        self.expiry = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def publish(self) -> str:
+        """Sign an offer per model, put the document on IPFS and point to it on chain; its CID."""
+        me = self.sender.address
+        chain_id, market = int(self.market.w3.eth.chain_id), self.market.address
+        nonce = int(self.market.call(self.market.contract.functions.offerNonce(me)))
+        expiry = int(time.time()) + self.ttl
+        signed = [offers.sign(self.sender.account, offers.Offer(
+            me, keccak(cid.to_bytes()), self.repro_class, self.price, self.window, self.max_open_jobs, expiry, nonce,
+        ), chain_id, market) for cid in self.models]
+        cid = self.ipfs.add(offers.document(signed, chain_id, market), pin=True)
+        self.sender.transact(self.market.fn("publishOffers", cid.to_bytes()))
+        self.expiry = expiry
+        log.info("published %d offers (%s), valid for %d s", len(signed), cid, self.ttl)
+        return str(cid)
+
+    def start(self) -> None:
+        self.publish()
+        self._thread = threading.Thread(target=self._loop, name="offers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(60.0, self.ttl / 8)):
+            if self.expiry - time.time() > self.ttl / 4:
+                continue
+            try:
+                self.publish()
+            except HearthError as e:  # the old ones hold until they expire: try again soon
+                log.warning("republishing offers failed: %s", str(e).splitlines()[0])
