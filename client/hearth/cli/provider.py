@@ -119,3 +119,36 @@ def provider_withdraw(c: Ctx, as_json: bool) -> None:
     c = _provider_ctx(c)
     tx = _tx(c, "withdrawStake")
     emit({"tx": tx}, as_json, "stake moved to your deposit (hearth account withdraw AMOUNT to take it out)")
+
+
+@provider_group.command("offers")
+@click.option("--model", default="smollm2-135m", show_default=True, help="model name or CID")
+@json_opt
+@pass_ctx
+def provider_offers(c: Ctx, model: str, as_json: bool) -> None:
+    """The live provider offers for a model, best first (the order `hearth job submit` prefers
+    them in for a job they fit): price, completion window, open-job limit, expiry, record."""
+    from hearth import models
+    from hearth.jobs import chain_now
+    from hearth.offers import live_offers
+
+    found = live_offers(c.market, c.ipfs, CID.parse(models.resolve(model).cid).to_bytes(), chain_now(c.market))
+    found.sort(key=lambda x: (-x.score, x.offer.price))
+    rows = [{"provider": x.offer.provider, "price": x.offer.price / TOKEN, "completion_window": x.offer.completion_window,
+             "max_open_jobs": x.offer.max_open_jobs, "expiry": x.offer.expiry, "claimed": x.claimed,
+             "completed": x.completed} for x in found]
+    emit(rows, as_json, "\n".join(
+        f"{r['provider']}  {r['price']:g} HRT  window {r['completion_window']} s  up to {r['max_open_jobs']} open  "
+        f"{r['completed']}/{r['claimed']} completed" for r in rows) or "no live offers for this model")
+
+
+@provider_group.command("withdraw-offers")
+@json_opt
+@pass_ctx
+def provider_withdraw_offers(c: Ctx, as_json: bool) -> None:
+    """Void every offer this provider has signed so far (a running node publishes new ones at
+    its next start)."""
+    c = _provider_ctx(c)
+    nonce = int(c.market.call(c.market.contract.functions.offerNonce(c.account.address))) + 1
+    tx = _tx(c, "withdrawOffers", nonce)
+    emit({"tx": tx, "offer_nonce": nonce}, as_json, f"offers withdrawn (offers need nonce {nonce} from now on)")

@@ -91,6 +91,7 @@ def document(offers: list[Offer], chain_id: int, market: str) -> bytes:
         d = asdict(o)
         for k in ("model_key", "repro_class", "signature"):
             d[k] = "0x" + d[k].hex()
+        d["price"] = str(o.price)  # wei: may pass the JSON reader's 20-digit bound on integers
         return d
     body = {"kind": KIND, "version": VERSION, "chain_id": chain_id, "market": to_checksum_address(market),
             "offers": [one(o) for o in offers]}
@@ -103,7 +104,10 @@ def parse_document(data: bytes, chain_id: int, market: str) -> list[Offer]:
     here: see `signer`."""
     if len(data) > MAX_DOCUMENT_BYTES:
         raise SpecError(f"offer document is {len(data)} bytes, over {MAX_DOCUMENT_BYTES}")
-    body = safejson.loads(data)
+    try:
+        body = safejson.loads(data)
+    except safejson.JSONRejected as e:
+        raise SpecError(f"offer document: {e}") from None
     if not isinstance(body, dict) or body.get("kind") != KIND or body.get("version") != VERSION:
         raise SpecError(f"not a {KIND} document of version {VERSION}")
     if body.get("chain_id") != chain_id or str(body.get("market", "")).lower() != market.lower():
@@ -125,6 +129,10 @@ def _offer(x: Any) -> Offer:
         raise SpecError("an offer has a malformed address or hex field") from None
     if len(raw["model_key"]) != 32 or len(raw["repro_class"]) != 32 or len(raw["signature"]) != 65:
         raise SpecError("an offer's model_key and repro_class are 32 bytes, its signature 65")
+    price = x["price"]
+    if not isinstance(price, str) or not price.isascii() or not price.isdigit() or len(price) > 29:
+        raise SpecError("an offer's price must be a decimal string of wei")
+    x = {**x, "price": int(price)}
     for k, limit in _LIMITS.items():
         v = x[k]
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < limit:
