@@ -27,7 +27,7 @@ from hearth.ipfs.kubo import KuboClient
 log = logging.getLogger("hearth")
 
 EXPIRY_MARGIN = 60  # seconds an offer must still hold: the post transaction may wait a few blocks
-FETCH_TIMEOUT = 10.0
+FETCH_TIMEOUT = 20.0  # a busy IPFS daemon (a node loading a model from it) can be slow
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@ block time, through the client path of `hearth job submit` (jobs.post, jobs.foll
 jobs.fetch_result), one provider node, short jobs.
 
 Blocks are counted from the head seen just before the post to the head seen once the answer is
-verified. Under the node's offer (the default) the post assigns the job and complete follows in
+verified. Each job is submitted after a random pause (not timed) of up to one block time, so
+submits fall at random moments of a block as a user's do. Under the node's offer (the default) the post assigns the job and complete follows in
 a later block: at least 2. An open job (`offers=False`) needs a claim in between: at least 3."""
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
@@ -51,7 +53,11 @@ def latency_bench(block_time: float, n_jobs: int = 3, max_tokens: int = 8, offer
         sender.transact(net.market.fn("deposit", 100 * TOKEN))
         per_job = []
         with KuboClient(net.ipfs_api) as ipfs:
+            rng = random.Random(0)
             for i in range(n_jobs):
+                # Jobs one after another would each be submitted just after the block that
+                # answered the one before: a fixed phase. Users submit at any moment of a block.
+                time.sleep(rng.uniform(0, block_time))
                 r = submit_and_wait(net.market, sender, acct, ipfs, i, max_tokens, offers)
                 progress(f"job {r['job_id']}: {r['seconds']:.1f} s, {r['blocks']} blocks")
                 per_job.append(r)
@@ -83,7 +89,12 @@ def submit_and_wait(market: Market, sender: Sender, acct: LocalAccount, ipfs: Ku
     posted = jobs.post(market, sender, acct, ipfs, spec, TOKEN // 100, CLAIM_TIMEOUT, COMPLETION_WINDOW,
                        use_offers=offers)
     if offers and not posted.assigned:
-        raise HearthError(f"bench job {posted.job_id} found no live offer of the node")
+        from hearth.formats.cid import CID
+        from hearth.offers import live_offers
+
+        live = live_offers(market, ipfs, CID.parse(model.cid).to_bytes(), jobs.chain_now(market))
+        raise HearthError(f"bench job {posted.job_id} found no live offer of the node that fits (live now: {live}; "
+                          f"stake {[market.account(c.offer.provider) for c in live]})")
     history: list[tuple[str, Any]] = []
     for u in jobs.follow(market, posted.job_id):
         if u.event is not None:
