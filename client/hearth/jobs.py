@@ -144,7 +144,7 @@ class Update:
 
 
 def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None = None) -> Iterator[Update]:
-    """Yield each new state of a job until it is final (Settled, Cancelled, Expired, Refunded),
+    """Yield each new state of a job until it is final (Settled, Cancelled, Declined, Expired, Refunded),
     Completed (dispute window open), or a deadline passed with nobody acting."""
     t0 = time.monotonic()
     seen = 0
@@ -155,7 +155,7 @@ def follow(market: Market, job_id: int, poll: float = 0.2, timeout: float | None
             yield Update(name.removeprefix("Job"), time.monotonic() - t0, dict(ev["args"]), ev)
         seen = len(history)
         names = [n for n, _ in history]
-        if any(n in names for n in ("JobSettled", "JobCancelled", "JobExpired", "JobRefunded")):
+        if any(n in names for n in ("JobSettled", "JobCancelled", "JobDeclined", "JobExpired", "JobRefunded")):
             return
         if "JobCompleted" in names and dispute_window > 0:
             return

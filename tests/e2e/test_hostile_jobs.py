@@ -1,6 +1,8 @@
 """Hostile jobs against a real provider node on the devnet, posted by a client that talks to the
 contract directly (not through the hearth client): nested JSON, non-finite and oversized numbers,
-a DAG bomb, markup-bearing specs, model and spec "CIDs" that are not CIDs, and a burst of 24 jobs
+a DAG bomb, markup-bearing specs, model and spec "CIDs" that are not CIDs, hostile specs posted
+under the node's offer (assigned at post: the node declines them, refunding the attacker without
+compensation and freeing its collateral), and a burst of 24 jobs
 of 64 tokens with 8-second completion windows. The node process never dies, every job it claims is
 completed before its deadline (none is left for anyone to expire with its collateral), an honest
 job posted afterwards is answered, the dashboard, rendered in a real headless browser, shows the
@@ -21,6 +23,7 @@ from hearth.formats.jobspec import Params, make_spec
 from hearth.formats.units import TOKEN
 from hearth.ipfs.kubo import KuboClient
 from hearth.models import bundled
+from hearth.offers import live_offers
 
 from tests.browser import chromium_or_skip, dump_dom
 
@@ -102,6 +105,25 @@ def test_hostile_jobs_do_not_crash_stall_or_bankrupt_the_node(env: Localnet, tmp
             ("0x" + model_bytes.hex()) if what == "model" else model.cid,
             ("0x" + spec_bytes.hex()) if what == "spec" else str(good_spec)), status
     assert set(hostile.values()) <= {row["job_id"] for row in env.hearth_json("job", "list")}
+
+    # the same under the node's offer: assigned at post, so the node gives them back (decline):
+    # the attacker gets its payment back and nothing more, the node its collateral
+    (cand,) = live_offers(m, ipfs, model_cid, int(env.w3.eth.get_block("latest")["timestamp"]))
+    offer, me = cand.offer, dev_account(1).address
+    stake, balance = m.account(me).stake, m.account(attacker.address).balance
+
+    def post_under_offer(spec: bytes) -> int:
+        now = int(env.w3.eth.get_block("latest")["timestamp"])
+        params = m.post_params(model_cid, ipfs.add(spec).to_bytes(), TOKEN // 100, now + 60, 300, offer.provider)
+        return m.job_posted_id(s.transact(m.fn("postJobWithOffer", params, offer.as_tuple(), offer.signature)))
+
+    too_long = make_spec(model.cid, model.sha256, prompt="hi", params=Params(max_tokens=4096)).to_bytes()
+    for job in (post_under_offer(b"[" * 65_536), post_under_offer(too_long)):
+        assert node.wait_job(job, ("skipped", "failed"), timeout=120)["step"] == "skipped"
+        events = [n for n, _ in m.history(job)]
+        assert events == ["JobPosted", "JobClaimed", "JobDeclined"], node.log.read_text()[-3000:]
+        assert m.job(job).state == "Cancelled"
+    assert (m.account(me).stake, m.account(attacker.address).balance) == (stake, balance)
 
     # the burst: 24 jobs of 64 tokens, 8 seconds each to complete once claimed
     burst = []

@@ -53,7 +53,7 @@ def connect(rpc_url: str, timeout: float = 10.0, retry_budget: float = 60.0) -> 
 
 # Events whose first indexed argument is the job id: a job's whole history comes from one get_logs.
 JOB_EVENTS = frozenset({
-    "JobPosted", "JobClaimed", "JobCompleted", "JobSettled", "JobCancelled", "JobExpired", "JobDisputed",
+    "JobPosted", "JobClaimed", "JobCompleted", "JobSettled", "JobCancelled", "JobDeclined", "JobExpired", "JobDisputed",
     "JobRefunded", "AuditStarted", "AuditorAssigned", "AuditCommitted", "OutputRevealed", "AuditMismatch",
     "AuditSkipped", "AuditEnded", "AuditorPaid", "Slashed",
 })

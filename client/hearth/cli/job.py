@@ -126,6 +126,9 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
         click.echo(f"\njob {posted.job_id} keeps running; follow it with: hearth job status {posted.job_id}", err=True)
         sys.exit(130)
     states = [t["state"] for t in timeline]
+    if "Declined" in states:
+        fail(f"the provider declined job {posted.job_id} (it will not run it); the payment is back in your deposit",
+             hint="submit again: another offer, or --no-offers for an open job")
     if "Completed" not in states:
         fail(f"job {posted.job_id} ended as {states[-1] if states else 'unknown'} without a result")
     vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks, lambda: c.account)

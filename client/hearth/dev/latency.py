@@ -4,8 +4,9 @@ jobs.fetch_result), one provider node, short jobs.
 
 Blocks are counted from the head seen just before the post to the head seen once the answer is
 verified. Each job is submitted after a random pause (not timed) of up to one block time, so
-submits fall at random moments of a block as a user's do. Under the node's offer (the default) the post assigns the job and complete follows in
-a later block: at least 2. An open job (`offers=False`) needs a claim in between: at least 3."""
+submits fall at random moments of a block as a user's do. Under the node's offer (the default)
+the post assigns the job and complete follows in a later block: at least 2. An open job
+(`offers=False`) needs a claim in between: at least 3."""
 
 from __future__ import annotations
 
