@@ -14,7 +14,7 @@ from web3.types import TxReceipt
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
 from hearth.chain.types import ZERO_ADDRESS, posted_from_event, result_commitment
-from hearth.errors import HearthError, UserError, VerificationError
+from hearth.errors import ContractError, HearthError, UserError, VerificationError
 from hearth.formats import sealed
 from hearth.formats.cid import CID
 from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
@@ -22,7 +22,7 @@ from hearth.formats.receipt import result_signer
 from hearth.ipfs.fetch import FETCH_TIMEOUT, BlockSource
 from hearth.ipfs.kubo import KuboClient
 from hearth.ipfs.pinning import RemotePins, cat_any
-from hearth.offers import choose, live_offers
+from hearth.offers import Candidate, live_offers, ranked
 from hearth.privacy import job_key, providers_for, seal_spec
 
 TOKEN = 10**18
@@ -51,6 +51,7 @@ class Posted:
     spec_pins: dict[str, str] = field(default_factory=dict)  # what each remote pin said of the spec
     readers: tuple[str, ...] = ()  # a private job: who its key is sealed to (the client included)
     assigned: str = ""  # the provider whose offer took the job at post ("" for an open or directed job)
+    payment: int = 0  # what the job pays (an offer's price when one took it)
 
 
 def permit_signature(acct: LocalAccount, market: Market, value: int, deadline: int) -> tuple[int, bytes, bytes]:
@@ -81,8 +82,9 @@ def post(
     internal balance or, when it is short, pulling the rest from the wallet with a permit in the
     same transaction. A `private` job's spec goes to IPFS encrypted, its key sealed to the client
     and to the provider(s) that may run it (see hearth.privacy). With `use_offers`, the job goes
-    under the best live offer that fits it (of `provider` if one is given; see hearth.offers):
-    one transaction pays and assigns it; with none, it is posted open (or to `provider`)."""
+    under the best live offer that fits it (of `provider` if one is given; see hearth.offers) at
+    the offer's price (`payment` is the most the client pays): one transaction pays and assigns
+    it; with none, it is posted open (or to `provider`) paying `payment`."""
     if payment <= 0:
         raise UserError("the payment must be positive")
     if claim_timeout <= 0 or completion_window <= 0:
@@ -102,9 +104,11 @@ def post(
     chosen = None
     if use_offers:
         live = [c for c in live_offers(market, ipfs, model_cid, now) if provider in (ZERO_ADDRESS, c.offer.provider)]
-        chosen = choose(market, live, payment, completion_window)
-        if chosen is not None:
-            provider = chosen.offer.provider
+        chosen = _first_taken(market, acct, ranked(market, live, payment, completion_window), model_cid,
+                              now + claim_timeout, completion_window)
+        if chosen is not None:  # the offer's price, which is at most the payment offered
+            provider, payment = chosen.offer.provider, max(chosen.offer.price, 1)
+            short = max(0, payment - balance)
     spec_bytes = spec.to_bytes()
     readers: tuple[str, ...] = ()
     if private:
@@ -126,7 +130,28 @@ def post(
     else:
         receipt = sender.transact(market.fn("postJob", params))
     return Posted(market.job_posted_id(receipt), str(spec_cid), _hash(receipt), int(receipt["gasUsed"]), deadline,
-                  spec_pins, readers, chosen.offer.provider if chosen is not None else "")
+                  spec_pins, readers, chosen.offer.provider if chosen is not None else "", payment)
+
+
+# What postJobWithOffer refuses because of the offer or its provider (not because of the client)
+OFFER_REFUSALS = {"InvalidOffer", "OfferVoid", "OfferTermsUnmet", "ProviderBusy", "ProviderNotActive", "ModelNotServed",
+                  "InsufficientStake", "ECDSAInvalidSignature", "ECDSAInvalidSignatureS", "ECDSAInvalidSignatureLength"}
+
+
+def _first_taken(market: Market, acct: LocalAccount, ranked: list[Candidate], model_cid: bytes, claim_deadline: int,
+                 window: int) -> Candidate | None:
+    """The best offer the chain takes now, by a dry run of the post (with a stand-in spec CID:
+    the market does not read it): one withdrawn, busy or wrongly signed since it was read is
+    passed over rather than failing the submit."""
+    for c in ranked:
+        params = market.post_params(model_cid, b"\x01", max(c.offer.price, 1), claim_deadline, window, c.offer.provider)
+        try:
+            market.call(market.fn("postJobWithOffer", params, c.offer.as_tuple(), c.offer.signature), acct.address)
+        except ContractError as e:
+            if e.name in OFFER_REFUSALS:
+                continue
+        return c  # taken, or refused for the client's own reason (a deposit still to make), said at the post
+    return None
 
 
 def _hash(receipt: TxReceipt) -> str:

@@ -2,16 +2,20 @@
 IJobMarket.postJobWithOffer).
 
 A provider's latest OffersPublished log points to its document on IPFS. An offer counts only if
-its signature is the provider's and the chain would take it now: the provider active, serving
-the model, still of the offer's class, the nonce not withdrawn, not expiring within a minute,
-fewer open jobs than it allows, stake for the collateral. Among those that fit the job (price at
-most the payment, window at most the job's), the client prefers the provider whose record on
-this market is best (completed / claimed, with one success and one failure assumed for a
-newcomer), then the cheaper one."""
+its signature is one the contract takes and the provider's, and the chain would take it now: the
+provider active, serving the model, still of the offer's class, the nonce not withdrawn, not
+expiring within a minute, fewer open jobs than it allows. Documents are fetched in parallel
+under one time budget, and a provider whose document or records cannot be read is skipped, so
+one hostile or offline provider costs a submit little. Among the offers that fit the job (price
+at most the payment, window at most the job's, stake for the collateral), the client prefers the
+provider whose record on this market is best (completed / (claimed - declined): a declined job
+is refunded and says nothing of the provider, while one claimed and never completed counts
+against it; a newcomer counts as one success and one failure), then the cheaper one."""
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from eth_utils import keccak, to_checksum_address
@@ -27,20 +31,23 @@ from hearth.ipfs.kubo import KuboClient
 log = logging.getLogger("hearth")
 
 EXPIRY_MARGIN = 60  # seconds an offer must still hold: the post transaction may wait a few blocks
-FETCH_TIMEOUT = 20.0  # a busy IPFS daemon (a node loading a model from it) can be slow
+FETCH_BUDGET = 20.0  # seconds for all documents together: a busy IPFS daemon can be slow
+FETCHERS = 8
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A valid offer with its provider's record."""
+    """A valid offer with its provider's stake and record."""
 
     offer: Offer
+    stake: int
     claimed: int
     completed: int
+    declined: int = 0
 
     @property
     def score(self) -> float:
-        return (self.completed + 1) / (self.claimed + 2)
+        return (self.completed + 1) / (max(self.claimed - self.declined, self.completed) + 2)
 
 
 def live_offers(market: Market, ipfs: KuboClient, model_cid: bytes, now: int) -> list[Candidate]:
@@ -48,34 +55,48 @@ def live_offers(market: Market, ipfs: KuboClient, model_cid: bytes, now: int) ->
     latest: dict[str, bytes] = {}
     for ev in market.logs("OffersPublished", market.deploy_block, "latest"):
         latest[to_checksum_address(ev["args"]["provider"])] = bytes(ev["args"]["cid"])  # the last one counts
-    chain_id, key, out = int(market.w3.eth.chain_id), keccak(model_cid), []
-    c = market.contract.functions
-    for provider, cid in latest.items():
-        acct = market.account(provider)
-        if acct.status != "Active" or not market.serves(provider, model_cid):
-            continue
-        try:
-            doc = offers.parse_document(ipfs.cat(CID.parse(cid), offers.MAX_DOCUMENT_BYTES, FETCH_TIMEOUT),
-                                        chain_id, market.address)
-        except (HearthError, SpecError, ValueError) as e:  # its document is unreadable: its loss, not ours
-            log.info("offers of %s skipped: %s", provider, str(e).splitlines()[0])
-            continue
-        repro_class = bytes(market.call(c.reproClassOf(provider)))
-        nonce = int(market.call(c.offerNonce(provider)))
-        for o in doc:
-            if (o.provider == provider and o.model_key == key and o.repro_class == repro_class and o.nonce >= nonce
-                    and o.expiry > now + EXPIRY_MARGIN and acct.open_jobs < o.max_open_jobs
-                    and offers.signer(o, chain_id, market.address) == provider):
-                claimed = len(market.logs("JobClaimed", market.deploy_block, "latest", provider=provider))
-                completed = len(market.logs("JobCompleted", market.deploy_block, "latest", provider=provider))
-                out.append(Candidate(o, claimed, completed))
+    chain_id = int(market.w3.eth.chain_id)
+
+    def fetch(cid: bytes) -> list[Offer]:
+        return offers.parse_document(ipfs.cat(CID.parse(cid), offers.MAX_DOCUMENT_BYTES, FETCH_BUDGET),
+                                     chain_id, market.address)
+
+    with ThreadPoolExecutor(FETCHERS) as pool:
+        futures = {p: pool.submit(fetch, cid) for p, cid in latest.items()}
+        wait(futures.values(), timeout=FETCH_BUDGET)
+        out = []
+        for provider, fut in futures.items():
+            if not fut.done():
+                log.info("offers of %s skipped: its document did not arrive in %.0f s", provider, FETCH_BUDGET)
+                continue
+            try:
+                out += _valid(market, provider, fut.result(), model_cid, now, chain_id)
+            except (HearthError, SpecError, ValueError) as e:  # unreadable: its loss, not the client's
+                log.info("offers of %s skipped: %s", provider, str(e).splitlines()[0])
     return out
 
 
-def choose(market: Market, candidates: list[Candidate], payment: int, window: int) -> Candidate | None:
-    """The best offer that takes a job paying `payment` with `window` seconds to complete; None
-    when none does (the client then posts an open job)."""
-    collateral = market.collateral_for(payment)
+def _valid(market: Market, provider: str, doc: list[Offer], model_cid: bytes, now: int, chain_id: int) -> list[Candidate]:
+    key, c = keccak(model_cid), market.contract.functions
+    mine = [o for o in doc if o.provider == provider and o.model_key == key and o.expiry > now + EXPIRY_MARGIN]
+    if not mine:
+        return []
+    acct = market.account(provider)
+    if acct.status != "Active" or not market.serves(provider, model_cid):
+        return []
+    repro_class, nonce = bytes(market.call(c.reproClassOf(provider))), int(market.call(c.offerNonce(provider)))
+    ok = [o for o in mine if o.repro_class == repro_class and o.nonce >= nonce and acct.open_jobs < o.max_open_jobs
+          and offers.signer(o, chain_id, market.address) == provider]
+    if not ok:
+        return []
+    counts = [len(market.logs(ev, market.deploy_block, "latest", provider=provider))
+              for ev in ("JobClaimed", "JobCompleted", "JobDeclined")]
+    return [Candidate(o, acct.stake, *counts) for o in ok]
+
+
+def ranked(market: Market, candidates: list[Candidate], payment: int, window: int) -> list[Candidate]:
+    """The offers that take a job paying `payment` with `window` seconds to complete, best first
+    (empty: the client posts an open job)."""
     fits = [c for c in candidates if c.offer.price <= payment and c.offer.completion_window <= window
-            and market.account(c.offer.provider).stake >= collateral]
-    return max(fits, key=lambda c: (c.score, -c.offer.price), default=None)
+            and c.stake >= market.collateral_for(max(c.offer.price, 1))]
+    return sorted(fits, key=lambda c: (-c.score, c.offer.price))

@@ -43,8 +43,8 @@ class NodeSettings(BaseSettings):
         20.0, gt=0, description="generation speed assumed until the node has measured its own (warm-up, jobs)"
     )
     max_open_jobs: int = Field(8, ge=1, le=256, description="most jobs claimed and not yet finished at once")
-    offer_ttl: int = Field(86400, ge=0, le=30 * 86400, description="seconds each published offer holds (republished "
-                           "before it ends); 0: publish none, so jobs come only by claiming open ones")
+    offer_ttl: int = Field(1800, ge=0, le=30 * 86400, description="seconds each published offer holds (republished "
+                           "halfway, withdrawn at stop); 0: publish none, so jobs come only by claiming open ones")
     offer_window: int = Field(300, ge=1, description="completion window, in seconds, the offers ask of a job")
     admission_safety_factor: float = Field(
         2.0, ge=1.0, le=20.0, description="estimated seconds of queued work plus a job are multiplied by this"

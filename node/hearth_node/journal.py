@@ -96,15 +96,16 @@ class Journal:
         with self._lock:
             self._db.close()
 
-    def add(self, job_id: int, posted: dict[str, Any], skipped: str | None = None) -> bool:
-        """Record a newly seen job; False if it was already known. With a `skipped` reason it is
-        recorded as seen and skipped in one transaction (a job that must never be resumed)."""
+    def add(self, job_id: int, posted: dict[str, Any], skipped: str | None = None, **data: Any) -> bool:
+        """Record a newly seen job (with `data`); False if it was already known. With a `skipped`
+        reason it is recorded as seen and skipped in one transaction (a job that must never be
+        resumed)."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO jobs(job_id, step, posted, reason, updated) VALUES (?, ?, ?, ?, ?)",
-                (job_id, "skipped" if skipped else "seen", json.dumps(posted), skipped, now),
+                "INSERT OR IGNORE INTO jobs(job_id, step, posted, reason, updated, data) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, "skipped" if skipped else "seen", json.dumps(posted), skipped, now, json.dumps(data)),
             )
             if cur.rowcount:
                 self._db.execute("INSERT INTO timeline VALUES (?, 'seen', ?, NULL)", (job_id, now))

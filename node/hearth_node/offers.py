@@ -1,8 +1,10 @@
 """The node's offers: one signed offer per served model (its price, the completion window it
 needs, its open-job limit, its reproducibility class), published as a document on IPFS whose CID
 goes on chain (publishOffers). Clients read the pointer from the chain and the document from
-IPFS, so a node behind NAT publishes without accepting a connection. Republished before they
-expire; a class change voids them on chain (the next start publishes new ones)."""
+IPFS, so a node behind NAT publishes without accepting a connection. Republished halfway to
+their expiry, withdrawn (offer nonce raised) when the node stops; a node that dies leaves them
+live until they expire (`offer_ttl`, half an hour by default), and jobs assigned meanwhile run
+when it is back within their windows, or expire. A class change voids them on chain."""
 
 from __future__ import annotations
 
@@ -13,12 +15,17 @@ import time
 from eth_utils import keccak
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
-from hearth.errors import HearthError
 from hearth.formats import offers
 from hearth.formats.cid import CID
 from hearth.ipfs.kubo import KuboClient
 
 log = logging.getLogger("hearth.node")
+
+
+def max_open_jobs_in_window(running: int, dispute_window: int, offer_window: int) -> int:
+    """An offer's maxOpenJobs for a node that runs `running` jobs at once, each in at most
+    `offer_window` seconds, whose answered jobs stay open on chain for `dispute_window` more."""
+    return min(2**16 - 1, running * (1 + -(-dispute_window // offer_window)))
 
 
 class OfferBook:
@@ -49,20 +56,32 @@ class OfferBook:
         return str(cid)
 
     def start(self) -> None:
-        self.publish()
+        self._publish_or_warn()  # before the node reports up, so a client right after finds them
         self._thread = threading.Thread(target=self._loop, name="offers", daemon=True)
         self._thread.start()
 
+    def _publish_or_warn(self) -> None:
+        try:
+            self.publish()
+        except Exception as e:  # noqa: BLE001  (the node runs without offers; the loop tries again)
+            log.warning("publishing offers failed: %s", str(e).splitlines()[0])
+
     def stop(self) -> None:
+        """Stop republishing and void the published offers, so no client assigns a job to a node
+        that is not running (best effort: they expire anyway)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.expiry:
+            try:
+                me = self.sender.address
+                nonce = int(self.market.call(self.market.contract.functions.offerNonce(me))) + 1
+                self.sender.transact(self.market.fn("withdrawOffers", nonce))
+                log.info("offers withdrawn")
+            except Exception as e:  # noqa: BLE001  (stopping: they expire on their own)
+                log.warning("withdrawing offers failed (they expire on their own): %s", str(e).splitlines()[0])
 
     def _loop(self) -> None:
         while not self._stop.wait(min(60.0, self.ttl / 8)):
-            if self.expiry - time.time() > self.ttl / 4:
-                continue
-            try:
-                self.publish()
-            except HearthError as e:  # the old ones hold until they expire: try again soon
-                log.warning("republishing offers failed: %s", str(e).splitlines()[0])
+            if self.expiry - time.time() <= self.ttl / 2:
+                self._publish_or_warn()  # the old ones hold until they expire: try again soon

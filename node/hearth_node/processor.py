@@ -106,9 +106,10 @@ class Processor:
     # ------------------------------------------------------------------ starting and failing
 
     def on_posted(self, job: PostedJob) -> None:  # a JobPosted log: journal it, ask the guardian, prepare
-        if not self.journal.add(job.job_id, posted_to_dict(job)):
+        mine = self.submitter.assigned(job) if self.journal.get(job.job_id) is None else None
+        job = mine or job  # an offer gave it to us: no claim; run it, or decline it in time
+        if not self.journal.add(job.job_id, posted_to_dict(job), assigned=mine is not None):
             return
-        self.submitter.assigned(job)  # an offer gave it to us: no claim, and declined if refused
         decision = guardian.check_event(job, self.policy, int(self.clock()))
         if not isinstance(decision, guardian.Accepted):
             self._end(job.job_id, "skipped", decision.reason)
@@ -148,8 +149,7 @@ class Processor:
         except RuntimeError:  # shutting down: the journal keeps the step for the restart
             log.info("job %d left for the next start", job.job_id)
 
-    def _failed(self, job: PostedJob, e: BaseException) -> None:
-        """Failed unexpectedly: note why, free capacity, retry later (a job that always fails ends quarantined)."""
+    def _failed(self, job: PostedJob, e: BaseException) -> None:  # note why, free capacity, retry later
         self.metrics.errors += 1
         log.error("job %d failed: %s", job.job_id, _first_line(e), exc_info=e)
         self._release(job.job_id)
@@ -158,7 +158,7 @@ class Processor:
             self._later.call(self.retry_first * 4, lambda: self._start(job))
 
     def _end(self, job_id: int, step: str, reason: str) -> None:
-        if step == "skipped":
+        if step in ("skipped", "failed"):
             self.submitter.decline_if_assigned(job_id, reason)  # ours already: give it back
         log.info("job %d %s: %s", job_id, step, reason)
         self.journal.advance(job_id, step, reason)

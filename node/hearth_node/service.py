@@ -27,7 +27,7 @@ from hearth_node.audits import Audits, repro_class
 from hearth_node.config import NodeSettings
 from hearth_node.journal import Journal
 from hearth_node.modelstore import ModelStore
-from hearth_node.offers import OfferBook
+from hearth_node.offers import OfferBook, max_open_jobs_in_window
 from hearth_node.privacy import ensure_encryption_key
 from hearth_node.processor import Processor
 from hearth_node.remotepin import Publisher
@@ -103,8 +103,12 @@ class NodeService:
                                                  s.admission_margin_seconds)
         self.watcher = Watcher(self.market, self.journal, self.processor.on_posted, s.confirmations, s.poll_interval,
                                s.log_range, ws, on_rpc_error=self.processor.metrics.count_rpc_error)
+        # The chain counts a job open until it is settled, a window after it ran: the offers allow
+        # that many more, so they do not go quiet after max_open_jobs answers. What the node
+        # cannot start in time it declines (the client is refunded).
+        in_window = max_open_jobs_in_window(s.max_open_jobs, self.market.dispute_window(), s.offer_window)
         self.offers = OfferBook(self.market, self.sender, self.ipfs, self.model_cids, self.repro_class, s.min_price,
-                                s.offer_window, s.max_open_jobs, s.offer_ttl) if s.offer_ttl else None
+                                s.offer_window, in_window, s.offer_ttl) if s.offer_ttl else None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self.api_port = s.api_port or free_port()

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from hearth.chain.market import Market
@@ -41,6 +42,7 @@ class Lost(Exception):
 LOST = {"InvalidState", "NotProvider"}
 LATE = {"DeadlinePassed"}
 DONE = ("Settled", "Completed", "Disputed")  # on-chain states of a job whose result was accepted
+DECLINE_MARGIN = 10  # seconds before the last moment to decline an assigned job that the node acts by
 # IPFSErrors about the content itself (hearth.ipfs.fetch): the same bytes fail the same way again.
 _CONTENT = ("limit", "not a file")
 
@@ -93,36 +95,52 @@ class Submitter:
         self.journal.note(job.job_id, deadline=deadline)
         return float(deadline)
 
-    def assigned(self, job: PostedJob) -> bool:
-        """Whether a provider offer gave `job` to this node in its post transaction (JobClaimed
-        for us in the same receipt): it is ours to run, with no claim to send. Journaled, so a
-        restart knows too."""
+    def assigned(self, job: PostedJob) -> PostedJob | None:
+        """`job` as this node must treat it if a provider offer gave it to us in its post
+        transaction (JobClaimed for us in the same receipt), else None. Its claim deadline is then
+        the last moment to decline it, less a margin: a job assigned to us is run or given back,
+        and past that moment it can only expire. Read before the job is journaled, so an RPC
+        error leaves it unjournaled for the watcher to hand over again."""
         if job.provider.lower() != self.address.lower():
-            return False
+            return None
         receipt = self.market.w3.eth.get_transaction_receipt(job.tx_hash)  # type: ignore[arg-type]
-        mine = any(int(e["args"]["jobId"]) == job.job_id and e["args"]["provider"] == self.address
-                   for e in self.market.contract.events.JobClaimed().process_receipt(receipt, errors=DISCARD))
-        if mine:
-            self.journal.note(job.job_id, assigned=True)
-        return mine
-
-    def is_assigned(self, job_id: int) -> bool:
-        rec = self.journal.get(job_id)
-        return rec is not None and bool(rec.data.get("assigned"))
+        claims = self.market.contract.events.JobClaimed().process_receipt(receipt, errors=DISCARD)
+        mine = [e for e in claims if int(e["args"]["jobId"]) == job.job_id and e["args"]["provider"] == self.address]
+        if not mine:
+            return None
+        last = int(mine[0]["args"]["completionDeadline"]) - job.completion_window // 2 - DECLINE_MARGIN
+        return replace(job, claim_deadline=last)
 
     def decline_if_assigned(self, job_id: int, reason: str) -> None:
         """Give back an assigned job the node will not run (the client is refunded, our
-        collateral freed): allowed in the first half of its completion window; later it can
-        only expire."""
+        collateral freed) on a thread of its own, retrying until the last moment to decline."""
         rec = self.journal.get(job_id)
         if rec is None or not rec.data.get("assigned"):
             return
         job = posted_from_dict(rec.posted)
-        try:
-            self.sender.transact(self.market.fn("decline", job.job_id, job.terms.with_provider(self.address).as_tuple()))
-            log.info("job %d declined: %s", job.job_id, reason)
-        except (ChainError, ContractError) as e:
-            log.warning("job %d: could not decline (%s); it will expire", job.job_id, first_line(e))
+        threading.Thread(target=self._decline, args=(job, reason), name=f"decline-{job_id}", daemon=True).start()
+
+    def _decline(self, job: PostedJob, reason: str) -> None:
+        fn = self.market.fn("decline", job.job_id, job.terms.with_provider(self.address).as_tuple())
+        delay = 1.0
+        while True:
+            try:
+                self.sender.transact(fn)
+                log.info("job %d declined: %s", job.job_id, reason)
+                return
+            except ContractError as e:  # too late, or already moved on: it can only expire now
+                log.warning("job %d: could not decline (%s)", job.job_id, e.name)
+                return
+            except ChainError as e:
+                if time.time() + delay > job.claim_deadline + DECLINE_MARGIN:
+                    log.warning("job %d: could not decline before its last moment (%s)", job.job_id, first_line(e))
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def is_assigned(self, job_id: int) -> bool:
+        rec = self.journal.get(job_id)
+        return rec is not None and bool(rec.data.get("assigned"))
 
     def prepare_or_end(self, job_id: int, fn: Any, end_step: str) -> Prepared | None:
         """Sign `fn` after simulating it; a lost race or a passed deadline ends the job at
@@ -225,6 +243,11 @@ class Submitter:
         state = slot.state
         if rec.step in ("seen", "claim_signed") and state == "Posted":
             start(job)  # not claimed (yet): prepare it, or keep confirming the claim
+            return
+        if rec.step == "seen" and state == "Claimed" and self.market.current_terms(job.job_id).provider == self.address:
+            # ours with no claim of ours: an offer assigned it, and it was not started yet
+            self.journal.note(job.job_id, assigned=True)
+            start(job)  # prepare it: run it, or decline it in time
             return
         if rec.step == "seen":
             self.journal.advance(job.job_id, "lost", f"on-chain state {state} at restart")

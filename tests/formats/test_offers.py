@@ -51,6 +51,14 @@ def test_a_signature_is_bound_to_chain_and_market() -> None:
     assert offers.signer(replace(s, signature=b"\x00" * 65), CHAIN, MARKET) is None
 
 
+def test_signatures_the_contract_refuses_are_refused() -> None:
+    sig = signed().signature
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    high_s = sig[:32] + (n - int.from_bytes(sig[32:64], "big")).to_bytes(32, "big") + bytes([55 - sig[64]])
+    for bad in (high_s, sig[:64] + bytes([sig[64] - 27])):
+        assert offers.signer(replace(signed(), signature=bad), CHAIN, MARKET) is None
+
+
 def test_only_the_provider_signs_its_offer() -> None:
     with pytest.raises(ValueError, match="cannot sign"):
         offers.sign(OTHER, BASE, CHAIN, MARKET)

@@ -82,10 +82,10 @@ class Market:
         }
 
     # ---- reads
-    def call(self, fn: ContractFunction) -> Any:
-        """eth_call with custom errors decoded."""
+    def call(self, fn: ContractFunction, sender: str | None = None) -> Any:
+        """eth_call (from `sender` if given) with custom errors decoded."""
         try:
-            return fn.call()
+            return fn.call({"from": sender}) if sender else fn.call()
         except Exception as e:
             err = as_contract_error(e)
             if err is not None:

@@ -45,7 +45,8 @@ def _print_update(u: Any, as_json: bool) -> None:
 @click.option("--top-p", default=1.0, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--stop", multiple=True, help="stop string (repeatable)")
-@click.option("--payment", default="0.01", show_default=True, help="HRT to pay")
+@click.option("--payment", default="0.01", show_default=True,
+              help="HRT to pay (the most: under an offer, its price)")
 @click.option("--provider", help="only this provider may run the job (under its offer if it has a live one)")
 @click.option("--no-offers", is_flag=True, help="post an open job for any provider to claim, instead of taking the "
               "best live provider offer (one transaction that assigns the job)")
@@ -89,7 +90,8 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
                        parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
                        pins=c.pins, private=not public, use_offers=not no_offers)
     out: dict[str, Any] = {"job_id": posted.job_id, "spec_cid": posted.spec_cid, "post_tx": posted.tx_hash,
-                           "post_gas": posted.gas_used, "private": not public, "assigned": posted.assigned or None}
+                           "post_gas": posted.gas_used, "private": not public, "assigned": posted.assigned or None,
+                           "payment": posted.payment / TOKEN}
     if posted.readers:
         out["readers"] = list(posted.readers)
     if posted.spec_pins:
@@ -99,7 +101,7 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
             click.echo(f"warning: remote pin of the spec {failed}", err=True)
     if not as_json:
         click.echo(f"job {posted.job_id} posted (tx {posted.tx_hash}, {posted.gas_used} gas), "
-                   f"{wei / TOKEN:g} HRT locked; spec {posted.spec_cid}"
+                   f"{posted.payment / TOKEN:g} HRT locked; spec {posted.spec_cid}"
                    + (f"; assigned to {posted.assigned} under its offer" if posted.assigned else "")
                    + (f" (private: sealed to you and {len(posted.readers) - 1} provider(s))" if posted.readers else ""),
                    err=True)
@@ -118,7 +120,7 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
                 if u.detail["state"] == "Posted" and auto_expire:
                     _job_tx(c, "expire", posted.job_id)
                     fail(f"no provider claimed job {posted.job_id} in time; expired it and refunded "
-                          f"{wei / TOKEN:g} HRT to your deposit")
+                          f"{posted.payment / TOKEN:g} HRT to your deposit")
                 what = "claimed" if u.detail["state"] == "Posted" else "completed"
                 fail(f"job {posted.job_id} was not {what} before its deadline",
                       hint=f"get your refund: hearth job expire {posted.job_id} (or submit with --auto-expire)")

@@ -136,10 +136,11 @@ def provider_offers(c: Ctx, model: str, as_json: bool) -> None:
     found.sort(key=lambda x: (-x.score, x.offer.price))
     rows = [{"provider": x.offer.provider, "price": x.offer.price / TOKEN, "completion_window": x.offer.completion_window,
              "max_open_jobs": x.offer.max_open_jobs, "expiry": x.offer.expiry, "claimed": x.claimed,
-             "completed": x.completed} for x in found]
+             "completed": x.completed, "declined": x.declined} for x in found]
     emit(rows, as_json, "\n".join(
         f"{r['provider']}  {r['price']:g} HRT  window {r['completion_window']} s  up to {r['max_open_jobs']} open  "
-        f"{r['completed']}/{r['claimed']} completed" for r in rows) or "no live offers for this model")
+        f"{r['completed']}/{r['claimed']} completed ({r['declined']} declined)" for r in rows)
+         or "no live offers for this model")
 
 
 @provider_group.command("withdraw-offers")

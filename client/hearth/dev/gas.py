@@ -6,7 +6,8 @@ to audit it:
 
 - the default deployment (MarketParams(): one-hour window, 10% random audits, 10% audit fee) with
   a 1% protocol fee, whose path is post + claim + complete + settle (of a job the draw did not
-  select; the draw costs the same whichever way it goes);
+  select; the draw costs the same whichever way it goes), and the same job under the provider's
+  signed offer: postJobWithOffer (posted and assigned in one transaction) + complete + settle;
 - the same market with every job audited (auditBps 10,000), whose path is post + claim +
   complete + startAudit + commitAudit + reveal (provider) + reveal (auditor), the audit upheld.
 
@@ -29,6 +30,7 @@ from hearth.chain.types import Completion, JobTerms, completion_from_event, resu
 from hearth.dev.deploy import MarketParams, deploy_contract
 from hearth.dev.devnet import dev_accounts, start_anvil
 from hearth.dev.procs import stop_proc
+from hearth.formats import offers
 from hearth.formats.units import SUPPLY, TOKEN
 from hearth.jobs import permit_signature
 
@@ -43,7 +45,9 @@ FEE_BPS = 100
 DEFAULT_STEPS = ("postJob", "claim", "complete", "settle (1% fee)")
 AUDITED_STEPS = ("postJob", "claim", "complete", "startAudit", "commitAudit", "reveal (provider)",
                  "reveal (auditor, upheld: pays all)")
+OFFER_STEPS = ("postJobWithOffer", "complete", "settle (1% fee)")
 DEFAULT_TOTAL = "default: total post+claim+complete+settle"
+OFFER_TOTAL = "offer: total lifecycle postJobWithOffer+complete+settle"
 AUDITED_TOTAL = "audited: total post+claim+complete+startAudit+commitAudit+reveal+reveal"
 
 
@@ -55,9 +59,9 @@ def _deploy(w3: Any, s: Sender, name: str, *args: Any) -> str:
 
 
 def gas_table() -> dict[str, int]:
-    """Gas of every external function in a fixed, warm scenario on a fresh anvil, plus the two
-    lifecycles broken down: the default market's (settled after the window, 1% fee) and the
-    audited one's (a random audit that upholds the result)."""
+    """Gas of every external function in a fixed, warm scenario on a fresh anvil, plus the three
+    lifecycles broken down: the default market's (settled after the window, 1% fee), the same
+    under a signed offer, and the audited one's (a random audit that upholds the result)."""
     proc, url = start_anvil()
     try:
         return _gas_scenario(url)
@@ -165,6 +169,29 @@ def _gas_scenario(url: str) -> dict[str, int]:
     g("default: settle (1% fee)", sx, m.fn("settle", job, t.as_tuple(), c.as_tuple()))
     out[DEFAULT_TOTAL] = sum(out[f"default: {k}"] for k in DEFAULT_STEPS)
 
+    # ---- the same job under the provider's signed offer: posted and assigned in one transaction
+    offer = offers.sign(prov, offers.Offer(prov.address, keccak(MODEL), REPRO_CLASS, TOKEN // 100, 600, 4,
+                                           now() + 30 * 86_400, 0), int(w3.eth.chain_id), m.address)
+
+    def offered(key: str | None = None) -> tuple[int, JobTerms]:
+        p = m.post_params(MODEL, SPEC, TOKEN, now() + 3600, 600, prov.address)
+        r = g(key, sc, m.fn("postJobWithOffer", p, offer.as_tuple(), offer.signature))
+        job = m.job_posted_id(r)
+        return job, m.posted(job).terms
+
+    while True:
+        job, t = offered("offer: postJobWithOffer")
+        c = complete(m, job, t, "offer: complete")
+        advance(3601)
+        if not m.audit_selected(job, t, c):
+            break
+        sx.transact(m.fn("startAudit", job, t.as_tuple(), c.as_tuple()))  # no auditor yet: skipped
+    g("offer: settle (1% fee)", sx, m.fn("settle", job, t.as_tuple(), c.as_tuple()))
+    out[OFFER_TOTAL] = sum(out[f"offer: {k}"] for k in OFFER_STEPS)
+    job, t = offered()
+    g("decline", sp, m.fn("decline", job, t.as_tuple()))
+    g("publishOffers", sp, m.fn("publishOffers", RESULT))
+
     # requested audits with nobody to draw go to the arbiter
     for outcome in (True, False):
         job, t, c = completed(m)
@@ -259,6 +286,7 @@ def _gas_scenario(url: str) -> dict[str, int]:
     advance(3601)
     g("expire (never claimed)", sx, m.fn("expire", job, t.as_tuple()))
 
+    g("withdrawOffers", sp, m.fn("withdrawOffers", 1))
     g("unbond", sp, m.fn("unbond"))
     advance(3601)
     g("withdrawStake", sp, m.fn("withdrawStake"))

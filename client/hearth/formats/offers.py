@@ -77,8 +77,15 @@ def sign(acct: LocalAccount, offer: Offer, chain_id: int, market: str) -> Offer:
     return Offer(**{**asdict(offer), "signature": bytes(sig)})
 
 
+_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
 def signer(offer: Offer, chain_id: int, market: str) -> str | None:
-    """Who signed `offer` (None when the signature is not a valid one)."""
+    """Who signed `offer` (None when the signature is not one the contract takes: OpenZeppelin's
+    ECDSA refuses a high s and a v other than 27 or 28, which eth-account would accept)."""
+    sig = offer.signature
+    if len(sig) != 65 or sig[64] not in (27, 28) or int.from_bytes(sig[32:64], "big") > _HALF_N:
+        return None
     try:
         return str(Account.recover_message(_typed(offer, chain_id, market), signature=offer.signature))
     except Exception:  # eth_keys raises several types; all mean "not a signature"
