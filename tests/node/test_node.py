@@ -10,6 +10,7 @@ import httpx
 import pytest
 from eth_utils import function_abi_to_4byte_selector
 from hearth.chain.types import result_commitment
+from hearth.dev.devnet import dev_account
 from hearth.dev.localnet import Localnet
 from hearth.formats.cid import CID
 from hearth.ipfs.kubo import KuboClient
@@ -22,6 +23,16 @@ PROMPT = "What is the capital of France? Answer in one word."
 
 def submit(env: Localnet, *extra: str, prompt: str = PROMPT) -> dict:
     return env.hearth_json("job", "submit", "--prompt", prompt, "--max-tokens", "16", *extra)  # type: ignore[no-any-return]
+
+
+def wait_state(env: Localnet, job_id: int, state: str, timeout: float = 30) -> bool:
+    """Whether the job reaches `state` on chain in time (a decline is sent on its own thread)."""
+    end = time.monotonic() + timeout
+    while env.market.job(job_id).state != state:
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def post_only(env: Localnet, *extra: str, prompt: str = PROMPT) -> int:
@@ -44,8 +55,9 @@ def test_job_is_claimed_run_and_completed_with_matching_hash(env: Localnet) -> N
     assert str(CID.parse(bytes(ev["resultCid"]))) == out["result_cid"]
     view = node.get(f"/jobs/{job_id}")
     assert view["step"] == "completed"
-    assert [t["step"] for t in view["timeline"]] == [
-        "seen", "claim_signed", "claimed", "ran", "uploaded", "complete_signed", "completed"]
+    # submitted under the node's offer: assigned at post, so the node never sends a claim
+    assert out["assigned"] == dev_account(1).address
+    assert [t["step"] for t in view["timeline"]] == ["seen", "claimed", "ran", "uploaded", "complete_signed", "completed"]
 
 
 def test_api_status_metrics_and_dashboard(env: Localnet) -> None:
@@ -62,10 +74,15 @@ def test_api_status_metrics_and_dashboard(env: Localnet) -> None:
     assert "key" not in httpx.get(node.api + "/status").text.lower().replace("keystore", "")
 
 
-@pytest.mark.parametrize("crash_at", ["claimed", "inference", "uploaded", "complete_signed", "complete_sent"])
-def test_crash_at_each_step_completes_exactly_once(env: Localnet, crash_at: str) -> None:
+OPEN = ("--no-offers",)  # an open job, which the node claims; without it, the node's offer assigns it at post
+
+
+@pytest.mark.parametrize(("crash_at", "how"), [
+    *[(step, "open") for step in ("claimed", "inference", "uploaded", "complete_signed", "complete_sent")],
+    *[(step, "offer") for step in ("claimed", "inference", "complete_sent")]])
+def test_crash_at_each_step_completes_exactly_once(env: Localnet, crash_at: str, how: str) -> None:
     node = env.start_node(crash_at=crash_at)
-    job_id = post_only(env)
+    job_id = post_only(env, *(OPEN if how == "open" else ()))
     node.proc.wait(timeout=60)  # the node dies at the injected point, as with kill -9
     assert node.proc.returncode == 137
     node2 = env.start_node()
@@ -73,7 +90,8 @@ def test_crash_at_each_step_completes_exactly_once(env: Localnet, crash_at: str)
     wait_settled(env.market, job_id)
     assert len(env.market.logs("JobClaimed", env.market.deploy_block, "latest", jobId=job_id)) == 1
     assert len(env.market.logs("JobCompleted", env.market.deploy_block, "latest", jobId=job_id)) == 1
-    # never a transaction twice: the provider sent registration txs, one claim and one complete
+    # never a transaction twice: the provider sent registration txs, one claim (none under its
+    # offer: the post assigned the job) and one complete
     provider = node2.get("/status")["address"]
     txs = [tx for n in range(env.market.deploy_block, env.w3.eth.block_number + 1)
            for tx in env.w3.eth.get_block(n, full_transactions=True)["transactions"] if tx["from"] == provider]
@@ -81,7 +99,7 @@ def test_crash_at_each_step_completes_exactly_once(env: Localnet, crash_at: str)
     abi = {e["name"]: e for e in env.market.contract.abi if e["type"] == "function"}
     claim_sel = function_abi_to_4byte_selector(abi["claim"])  # from the ABI: survives a change of JobTerms
     complete_sel = function_abi_to_4byte_selector(abi["complete"])
-    assert selectors.count(claim_sel) == 1
+    assert selectors.count(claim_sel) == (1 if how == "open" else 0)
     assert selectors.count(complete_sel) == 1
 
 
@@ -123,15 +141,18 @@ def test_rpc_down_30s_then_back(env: Localnet) -> None:
     wait_settled(env.market, job_id)
 
 
-def test_tampered_spec_is_never_claimed(env: Localnet) -> None:
+@pytest.mark.parametrize("how", ["open", "offer"])
+def test_tampered_spec_is_never_claimed(env: Localnet, how: str) -> None:
+    """An open job is never claimed (no gas spent); one the node's offer assigned it (while it
+    was down) is declined: the client is refunded, the collateral freed."""
     node = env.start_node()
     env.kill_node(node)
-    job_id = post_only(env)
+    job_id = post_only(env, *(OPEN if how == "open" else ()))
     env.corrupt_block_of(env.market.posted(job_id).spec_cid)
     node2 = env.start_node()
     view = node2.wait_job(job_id, ("skipped",))
     assert "failed verification" in view["reason"]
-    assert env.market.job(job_id).state == "Posted"  # no claim, no gas spent
+    assert wait_state(env, job_id, "Posted" if how == "open" else "Cancelled")
 
 
 def test_tampered_model_is_never_run(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -141,17 +162,17 @@ def test_tampered_model_is_never_run(env: Localnet, tmp_path) -> None:  # type: 
     fake.unlink()  # the node must fetch it from IPFS, where it is tampered with
     env.corrupt_block_of(added["cid"])
     node = env.start_node(extra=("--model", "fake", "--model", "smollm2-135m"))
-    job_id = post_only(env, "--model", "fake")
+    job_id = post_only(env, "--model", "fake")  # under the node's offer: declined, not run
     view = node.wait_job(job_id, ("skipped",))
     assert "failed verification" in view["reason"]
-    assert env.market.job(job_id).state == "Posted"
+    assert wait_state(env, job_id, "Cancelled")
+    assert [n for n, _ in env.market.history(job_id)] == ["JobPosted", "JobClaimed", "JobDeclined"]
 
 
 def test_reorg_below_cursor_is_rescanned(env: Localnet) -> None:
     """A reorg replaces blocks the node already scanned, and the new branch holds a job: the
     node notices its cursor block changed hash, rewinds, and finds and completes that job."""
     from hearth.chain.sender import Sender
-    from hearth.dev.devnet import dev_account
     from hearth.formats.jobspec import make_spec
     from hearth.models import bundled
 
