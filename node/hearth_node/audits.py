@@ -32,6 +32,7 @@ from hearth_node.privacy import share_with_auditor
 if TYPE_CHECKING:
     from hearth_node.processor import Processor
 
+REVEAL_GAS = 250_000  # at least: a reveal that ends a tiebreak round pays four parties (gas table: ~100k for two)
 log = logging.getLogger("hearth.node.audits")
 ZERO = bytes(32)
 DUTIES_KEY = "audit_duties"
@@ -210,5 +211,8 @@ class Audits:
         return self._outputs[job_id]
 
     def _send(self, name: str, *args: Any) -> None:
-        transact_past_deadline(self.p.sender, self.market.fn(name, *args), self.devnet)
+        # The last reveal of a round ends it and pays everyone: estimated while another party's
+        # reveal is pending in the same block, ours would be the first (cheap) one and run out.
+        transact_past_deadline(self.p.sender, self.market.fn(name, *args), self.devnet,
+                               REVEAL_GAS if name == "reveal" else 0)
         log.info("%s job %s", name, args[0])

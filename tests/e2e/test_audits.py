@@ -23,6 +23,7 @@ CHEATER = 4
 CLIENT = 2
 JOBS_EACH = 2
 PAYMENT = TOKEN // 100  # the CLI's default 0.01 HRT
+PRICE = {"HEARTH_MIN_PRICE": str(PAYMENT)}  # the nodes' offers ask it: jobs under them pay it
 
 
 def _total(net: Localnet, idx: int) -> int:
@@ -41,8 +42,8 @@ def _cli_total(net: Localnet, idx: int) -> float:
 def test_audits_make_the_cheater_lose_and_pay_the_honest(tmp_path: Path) -> None:
     with Localnet(tmp_path / "home", params=replace(DEVNET_PARAMS, audit_bps=10_000)) as net:
         for i in HONEST:
-            net.start_node(i)
-        cheater = net.start_node(CHEATER, extra_env={"HEARTH_TEST_WRONG_OUTPUT": "1"})
+            net.start_node(i, extra_env=PRICE)
+        cheater = net.start_node(CHEATER, extra_env={**PRICE, "HEARTH_TEST_WRONG_OUTPUT": "1"})
         everyone = (*HONEST, CHEATER, CLIENT)
         before = {i: _total(net, i) for i in everyone}
         cli_before = {i: _cli_total(net, i) for i in everyone}

@@ -70,10 +70,11 @@ def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
         txs = {n: ev["transactionHash"] for n, ev in m.history(j) if n in ("JobPosted", "JobClaimed")}
         assert txs["JobPosted"] == txs["JobClaimed"], f"job {j} was claimed in a later transaction"
     providers = {dev_account(a).address for a in PROVIDERS}
-    sent = [tx["hash"] for b in range(first_block, int(env.w3.eth.block_number) + 1)
+    sent = [tx for b in range(first_block, int(env.w3.eth.block_number) + 1)
             for tx in env.w3.eth.get_block(b, full_transactions=True)["transactions"] if tx["from"] in providers]
     assert sent, "the providers sent transactions"
-    reverted = [h.hex() for h in sent if env.w3.eth.get_transaction_receipt(h)["status"] != 1]
+    reverted = [(m.contract.decode_function_input(tx["input"])[0].fn_name, tx["hash"].hex())
+                for tx in sent if env.w3.eth.get_transaction_receipt(tx["hash"])["status"] != 1]
     assert reverted == [], f"provider transactions reverted: {reverted}"
     audit_fee_bps = int(m.call(m.contract.functions.auditFeeBps()))
     earned: Counter[str] = Counter()

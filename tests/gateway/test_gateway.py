@@ -53,7 +53,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localnet]:
     with Localnet(tmp_path_factory.mktemp("gateway") / "home") as n:
-        n.start_node()
+        n.start_node(extra_env={"HEARTH_MIN_PRICE": str(PAYMENT)})  # its offer's price: what jobs pay
         # a model nobody serves (no node would even fetch it): for the no-provider case
         orphan = n.home / "orphan.gguf"
         orphan.write_bytes(b"GGUF" + bytes(range(256)) * 8)

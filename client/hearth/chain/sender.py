@@ -186,8 +186,10 @@ class Sender:
         signed = self.account.sign_transaction(tx)
         return Prepared("0x" + signed.hash.hex().removeprefix("0x"), bytes(signed.raw_transaction), int(tx["nonce"]))
 
-    def prepare(self, fn: ContractFunction, gas: int | None = None) -> Prepared:
-        """Simulate, fill and sign `fn` as a transaction, reserving the next nonce."""
+    def prepare(self, fn: ContractFunction, gas: int | None = None, min_gas: int = 0) -> Prepared:
+        """Simulate, fill and sign `fn` as a transaction, reserving the next nonce. `min_gas`:
+        the least gas limit, for a call whose cost depends on what lands before it in its block
+        (the estimate is of the state now)."""
         with self._lock:
             if self._chain_id is None:
                 self._chain_id = self._retry("chain id", lambda: self.w3.eth.chain_id)
@@ -200,7 +202,7 @@ class Sender:
             gas = gas or self.fixed_gas
             if gas is None:
                 estimate = self._retry("simulation", lambda: fn.estimate_gas({"from": self.address}))
-                gas = int(estimate * 1.25) + 10_000
+                gas = max(int(estimate * 1.25) + 10_000, min_gas)
             params["gas"] = gas
             tx = self._retry("build", lambda: fn.build_transaction(cast(Any, params)))
             p = self._sign(tx)
@@ -317,7 +319,7 @@ class Sender:
     def send(
         self, tx: ContractFunction | Prepared, deadline: float | None = None,
         on_signed: Callable[[Prepared], None] | None = None, *, fn: ContractFunction | None = None,
-        gas: int | None = None, previous: Sequence[Prepared] = (),
+        gas: int | None = None, previous: Sequence[Prepared] = (), min_gas: int = 0,
     ) -> TxReceipt:
         """Send `tx` and see it mined, replacing it while it is not; returns the receipt of the
         version that was mined (its `transactionHash` says which).
@@ -338,7 +340,7 @@ class Sender:
             p = tx
         else:
             fn = tx
-            p = self.prepare(tx, gas)
+            p = self.prepare(tx, gas, min_gas)
             if on_signed is not None:
                 on_signed(p)
         versions = [*previous, p]
@@ -411,9 +413,10 @@ class Sender:
         block = self._retry("block", lambda: self.w3.eth.get_block("latest"))
         return int(block["number"]), int(block["timestamp"])
 
-    def transact(self, fn: ContractFunction, gas: int | None = None, deadline: float | None = None) -> TxReceipt:
+    def transact(self, fn: ContractFunction, gas: int | None = None, deadline: float | None = None,
+                 min_gas: int = 0) -> TxReceipt:
         """Simulate, sign, send and wait (replacing while not mined): the whole path for one call."""
-        return self.send(fn, deadline, gas=gas)
+        return self.send(fn, deadline, gas=gas, min_gas=min_gas)
 
 
 def _is_transient(e: BaseException) -> bool:

@@ -176,14 +176,14 @@ def rpc_url() -> str:
     return f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
-def transact_past_deadline(sender: Sender, fn: Any, devnet: bool) -> TxReceipt:
+def transact_past_deadline(sender: Sender, fn: Any, devnet: bool, min_gas: int = 0) -> TxReceipt:
     """Send a call that needs time or blocks to have passed (settle, startAudit, finalize,
     expire). An idle automining devnet mines no blocks, so its clock and its block number stand
     still, and anvil simulates a call in the latest block: when the deadline has passed in real
     time (DeadlineNotPassed), or the call needs the hash of the latest block (RandomnessNotReady),
     mine one empty block and try again."""
     try:
-        return sender.transact(fn)
+        return sender.transact(fn, min_gas=min_gas)
     except ContractError as e:
         if not devnet or e.name not in ("DeadlineNotPassed", "RandomnessNotReady"):
             raise
@@ -191,4 +191,4 @@ def transact_past_deadline(sender: Sender, fn: Any, devnet: bool) -> TxReceipt:
             raise
     sender.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     sender.resync()
-    return sender.transact(fn)
+    return sender.transact(fn, min_gas=min_gas)
