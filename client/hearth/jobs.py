@@ -106,8 +106,8 @@ def post(
         live = [c for c in live_offers(market, ipfs, model_cid, now) if provider in (ZERO_ADDRESS, c.offer.provider)]
         chosen = _first_taken(market, acct, ranked(market, live, payment, completion_window), model_cid,
                               now + claim_timeout, completion_window)
-        if chosen is not None:  # the offer's price, which is at most the payment offered
-            provider, payment = chosen.offer.provider, max(chosen.offer.price, 1)
+        if chosen is not None:  # exactly the offer's price, which is at most the payment offered
+            provider, payment = chosen.offer.provider, chosen.offer.price
             short = max(0, payment - balance)
     spec_bytes = spec.to_bytes()
     readers: tuple[str, ...] = ()
@@ -144,7 +144,7 @@ def _first_taken(market: Market, acct: LocalAccount, ranked: list[Candidate], mo
     the market does not read it): one withdrawn, busy or wrongly signed since it was read is
     passed over rather than failing the submit."""
     for c in ranked:
-        params = market.post_params(model_cid, b"\x01", max(c.offer.price, 1), claim_deadline, window, c.offer.provider)
+        params = market.post_params(model_cid, b"\x01", c.offer.price, claim_deadline, window, c.offer.provider)
         try:
             market.call(market.fn("postJobWithOffer", params, c.offer.as_tuple(), c.offer.signature), acct.address)
         except ContractError as e:

@@ -6,11 +6,12 @@ its signature is one the contract takes and the provider's, and the chain would 
 provider active, serving the model, still of the offer's class, the nonce not withdrawn, not
 expiring within a minute, fewer open jobs than it allows. Documents are fetched in parallel
 under one time budget, and a provider whose document or records cannot be read is skipped, so
-one hostile or offline provider costs a submit little. Among the offers that fit the job (price
-at most the payment, window at most the job's, stake for the collateral), the client prefers the
-provider whose record on this market is best (completed / (claimed - declined): a declined job
-is refunded and says nothing of the provider, while one claimed and never completed counts
-against it; a newcomer counts as one success and one failure), then the cheaper one."""
+one hostile or offline provider costs a submit little. A job under an offer pays exactly its
+price. Among the offers that fit the job (price at most the payment, window at most the job's,
+stake for the collateral), the client prefers the provider whose record on this market is best
+(completed / (claimed - declined): a declined job is refunded and says nothing of the provider,
+while one claimed and never completed counts against it; a newcomer counts as one success and
+one failure), then the cheaper one."""
 
 from __future__ import annotations
 
@@ -97,6 +98,6 @@ def _valid(market: Market, provider: str, doc: list[Offer], model_cid: bytes, no
 def ranked(market: Market, candidates: list[Candidate], payment: int, window: int) -> list[Candidate]:
     """The offers that take a job paying `payment` with `window` seconds to complete, best first
     (empty: the client posts an open job)."""
-    fits = [c for c in candidates if c.offer.price <= payment and c.offer.completion_window <= window
-            and c.stake >= market.collateral_for(max(c.offer.price, 1))]
+    fits = [c for c in candidates if 0 < c.offer.price <= payment and c.offer.completion_window <= window
+            and c.stake >= market.collateral_for(c.offer.price)]
     return sorted(fits, key=lambda c: (-c.score, c.offer.price))

@@ -48,7 +48,8 @@ interface IJobMarket {
     /// @param feeBps protocol fee in basis points, fixed when the job was posted
     /// @param feeRecipient receives the fee, fixed when the job was posted
     /// @param modelKey keccak256 of the model's CID bytes
-    /// @param salt drawn by the market at post (see JobPosted)
+    /// @param salt drawn by the market at post (see JobPosted); its top bit (OFFERED) is set for a
+    ///        job posted under an offer
     struct JobTerms {
         address client;
         uint96 payment;
@@ -364,12 +365,14 @@ interface IJobMarket {
     error InvalidOffer(address provider);
     /// @notice The offer expired or was withdrawn.
     error OfferVoid(address provider, uint256 expiry, uint64 nonce);
-    /// @notice The job pays less than the offer's price or gives less time than it asks.
+    /// @notice The job does not pay exactly the offer's price, or gives less time than it asks.
     error OfferTermsUnmet(uint256 payment, uint256 price, uint256 completionWindow, uint256 offerWindow);
     /// @notice The provider has as many open jobs as its offer allows.
     error ProviderBusy(address provider, uint256 openJobs, uint256 maxOpenJobs);
     /// @notice A new offer nonce must be above the current one.
     error NonceNotIncreasing(uint64 nonce, uint64 current);
+    /// @notice Only a job posted under an offer can be declined.
+    error NotOffered(uint256 jobId);
     /// @notice Too late to decline: half the completion window has passed.
     error DeclineTooLate(uint256 jobId, uint256 lastMoment);
     /// @notice An encryption key of zero (no X25519 public key is all zeros in practice).
@@ -433,7 +436,7 @@ interface IJobMarket {
     /// @notice Post a job already accepted under a provider's signed offer: one transaction
     ///         escrows the payment, locks the provider's collateral and assigns it the job
     ///         (JobPosted then JobClaimed), so nobody races to claim. `p.provider` must be the
-    ///         offer's provider, the model its model; the payment at least its price, the
+    ///         offer's provider, the model its model; the payment exactly its price, the
     ///         completion window at least its window; the provider active, of the offer's class,
     ///         serving the model, with fewer open jobs than the offer allows.
     function postJobWithOffer(PostParams calldata p, Offer calldata offer, bytes calldata signature)
@@ -457,9 +460,10 @@ interface IJobMarket {
     /// @notice Claim a posted job; locks collateral from the caller's free stake.
     function claim(uint256 jobId, JobTerms calldata terms) external;
 
-    /// @notice The claimer gives a job back within the first half of its completion window (a
-    ///         spec it cannot run, say): the client gets the payment back, the claimer its
-    ///         collateral. Later, a job it cannot finish expires and costs it collateral.
+    /// @notice The provider gives back a job an offer assigned it, within the first half of its
+    ///         completion window (a spec it cannot run, say): the client gets the payment back,
+    ///         the provider its collateral. Later, or for a job it claimed itself, a job it
+    ///         cannot finish expires and costs it collateral.
     function decline(uint256 jobId, JobTerms calldata terms) external;
 
     /// @notice Deliver a claimed job's result: its CID bytes and the commitment to the output

@@ -49,6 +49,8 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
     uint256 public constant ARBITER_GAS = JobAudits.ARBITER_GAS;
     /// @notice Gas a call that reaches the arbiter must still have (see JobAudits).
     uint256 public constant ARBITER_GAS_FLOOR = JobAudits.ARBITER_GAS_FLOOR;
+    /// @notice The bit of a job's salt that marks a job posted under an offer.
+    uint64 public constant OFFERED = 1 << 63;
     /// @notice The EIP-712 type of an Offer (domain: name "Hearth JobMarket", version "2").
     bytes32 public constant OFFER_TYPEHASH = keccak256(
         "Offer(address provider,bytes32 modelKey,bytes32 reproClass,uint96 price,uint32 completionWindow,"
@@ -317,7 +319,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
 
     /// @inheritdoc IJobMarket
     function postJob(PostParams calldata p) external nonReentrant returns (uint256 jobId) {
-        (jobId,) = _post(p);
+        (jobId,) = _post(p, false);
     }
 
     /// @inheritdoc IJobMarket
@@ -331,7 +333,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
     ) external nonReentrant returns (uint256 jobId) {
         _permit(depositAmount, permitDeadline, v, r, s);
         _deposit(depositAmount);
-        (jobId,) = _post(p);
+        (jobId,) = _post(p, false);
     }
 
     /// @inheritdoc IJobMarket
@@ -349,13 +351,15 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
         if (block.timestamp > offer.expiry || offer.nonce < offerNonce[provider]) {
             revert OfferVoid(provider, offer.expiry, offer.nonce);
         }
-        if (p.payment < offer.price || p.completionWindow < offer.completionWindow) {
+        // Exactly the price: a client paying more would raise what the provider's collateral
+        // owes it if the job expires (a node that died with its offers live).
+        if (p.payment != offer.price || p.completionWindow < offer.completionWindow) {
             revert OfferTermsUnmet(p.payment, offer.price, p.completionWindow, offer.completionWindow);
         }
         uint16 open = _s.accounts[provider].openJobs;
         if (open >= offer.maxOpenJobs) revert ProviderBusy(provider, open, offer.maxOpenJobs);
         JobTerms memory t;
-        (jobId, t) = _post(p);
+        (jobId, t) = _post(p, true);
         _assign(jobId, t, provider);
     }
 
@@ -391,6 +395,9 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
     function decline(uint256 jobId, JobTerms calldata terms) external nonReentrant {
         JobSlot memory job = _load(jobId, terms, State.Claimed);
         if (msg.sender != terms.provider) revert NotProvider(jobId, msg.sender);
+        // Only a job an offer assigned: a claimer of an open job chose it, and giving it back
+        // free would let it hold jobs away from other providers.
+        if (terms.salt & OFFERED == 0) revert NotOffered(jobId);
         // The deadline is the claim time plus the window; declining late would let a claimer
         // sit on a job and walk away free instead of paying for an expiry.
         uint256 lastMoment = job.deadline - terms.completionWindow / 2;
@@ -564,7 +571,9 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
             catch {}
     }
 
-    function _post(PostParams calldata p) private returns (uint256 jobId, JobTerms memory t) {
+    /// @dev `offered`: the job is posted under an offer; the top bit of its salt says so (the
+    ///      terms are committed, so the flag cannot be forged later; 63 random bits remain).
+    function _post(PostParams calldata p, bool offered) private returns (uint256 jobId, JobTerms memory t) {
         if (p.payment == 0) revert ZeroAmount();
         if (p.modelCid.length == 0 || p.specCid.length == 0) revert EmptyCid();
         if (p.claimDeadline <= block.timestamp) revert InvalidClaimDeadline(p.claimDeadline, block.timestamp);
@@ -580,6 +589,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
         jobId = nextJobId++;
         // Unknown before the block that posts the job, so no one can prepare colliding terms.
         uint64 salt = uint64(uint256(keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), jobId))));
+        salt = offered ? salt | OFFERED : salt & ~OFFERED;
         t = JobTerms(
             msg.sender, p.payment, p.provider, p.completionWindow, fee, recipient, keccak256(p.modelCid), salt
         );

@@ -47,7 +47,8 @@ class OfferBook:
         nonce = int(self.market.call(self.market.contract.functions.offerNonce(me)))
         expiry = int(time.time()) + self.ttl
         signed = [offers.sign(self.sender.account, offers.Offer(
-            me, keccak(cid.to_bytes()), self.repro_class, self.price, self.window, self.max_open_jobs, expiry, nonce,
+            me, keccak(cid.to_bytes()), self.repro_class, max(self.price, 1), self.window, self.max_open_jobs,
+            expiry, nonce,
         ), chain_id, market) for cid in self.models]
         cid = self.ipfs.add(offers.document(signed, chain_id, market), pin=True)
         self.sender.transact(self.market.fn("publishOffers", cid.to_bytes()))

@@ -114,7 +114,7 @@ def test_hostile_jobs_do_not_crash_stall_or_bankrupt_the_node(env: Localnet, tmp
 
     def post_under_offer(spec: bytes) -> int:
         now = int(env.w3.eth.get_block("latest")["timestamp"])
-        params = m.post_params(model_cid, ipfs.add(spec).to_bytes(), TOKEN // 100, now + 60, 300, offer.provider)
+        params = m.post_params(model_cid, ipfs.add(spec).to_bytes(), offer.price, now + 60, 300, offer.provider)
         return m.job_posted_id(s.transact(m.fn("postJobWithOffer", params, offer.as_tuple(), offer.signature)))
 
     too_long = make_spec(model.cid, model.sha256, prompt="hi", params=Params(max_tokens=4096)).to_bytes()
