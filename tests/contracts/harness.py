@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from eth_typing import Hash32
 from eth_utils import keccak
 from hearth.chain.market import Market
 from hearth.chain.sender import Sender
@@ -18,6 +19,8 @@ from hearth.dev.compile import artifact_path
 from hearth.dev.deploy import MarketParams
 from hearth.dev.deploy import deploy_contract as dev_deploy_contract
 from hearth.errors import ContractError
+from hearth.formats import offers
+from hearth.formats.offers import Offer
 from hearth.formats.units import SUPPLY, TOKEN
 
 from tests.backends import Backend
@@ -118,6 +121,41 @@ class Harness:
 
     def terms(self, job_id: int) -> tuple[Any, ...]:
         return self.jobs[job_id].as_tuple()
+
+    # ---------------------------------------------------------------- offers
+    def offer(self, provider: LocalAccount, model: bytes = MODEL_V0, price: int = TOKEN, window: int = 600,
+              max_open: int = 4, expires_in: int = 3600, nonce: int = 0, cls: bytes = CLASS_A,
+              signer: LocalAccount | None = None) -> Offer:
+        """An offer of `provider`, signed by it (or by `signer`'s key, over the same digest)."""
+        o = Offer(provider.address, keccak(model), cls, price, window, max_open, self.b.now() + expires_in, nonce)
+        if signer is None:
+            return offers.sign(provider, o, self.chain_id, self.market.address)
+        sig = signer.unsafe_sign_hash(Hash32(offers.digest(o, self.chain_id, self.market.address))).signature
+        return replace(o, signature=bytes(sig))
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.b.w3.eth.chain_id)
+
+    def offer_args(self, offer: Offer, payment: int | None = None, window: int = 600, model: bytes = MODEL_V0,
+                   provider: str | None = None, claim_in: int = 3600, spec: bytes = SPEC) -> tuple[Any, ...]:
+        """postJobWithOffer's arguments: a job for `offer`'s provider (or `provider`), paying
+        the offer's price unless `payment` says otherwise."""
+        payment = offer.price if payment is None else payment
+        p = self.market.post_params(model, spec, payment, self.b.now() + claim_in, window,
+                                    offer.provider if provider is None else provider)
+        return p, offer.as_tuple(), offer.signature
+
+    def post_with_offer(self, client: LocalAccount, offer: Offer, payment: int | None = None, window: int = 600,
+                        model: bytes = MODEL_V0) -> tuple[int, Any]:
+        """Post a job under `offer`, posted and claimed in one transaction: its id (terms
+        remembered) and the receipt."""
+        r = self.s(client).transact(self.market.fn("postJobWithOffer",
+                                                   *self.offer_args(offer, payment, window, model)))
+        job_id = self.market.job_posted_id(r)
+        self.jobs[job_id] = self.market.posted(job_id).terms
+        self.check_invariant()
+        return job_id, r
 
     def claim(self, provider: LocalAccount, job_id: int) -> Any:
         r = self.op(provider, "claim", job_id, self.terms(job_id))

@@ -1,6 +1,6 @@
 """Gas is deterministic on anvil (up to a few gas of salt calldata): the committed table
 (contracts/gas.json) must not be beaten upward by more than 1% without being updated
-(`hearth bench gas --json > contracts/gas.json`), and the two lifecycles, measured afresh, stay
+(`hearth bench gas --json > contracts/gas.json`), and the three lifecycles, measured afresh, stay
 within their targets."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import json
 from typing import Any
 
 import pytest
-from hearth.dev.gas import AUDITED_STEPS, AUDITED_TOTAL, DEFAULT_STEPS, DEFAULT_TOTAL, gas_table
+from hearth.dev.gas import AUDITED_STEPS, AUDITED_TOTAL, DEFAULT_STEPS, DEFAULT_TOTAL, OFFER_STEPS, OFFER_TOTAL, gas_table
 from hearth.settings import CONTRACTS_DIR
 
 TARGETS = {
     DEFAULT_TOTAL: 215_000,  # post + claim + complete + settle after the window, with a fee
+    OFFER_TOTAL: 195_000,  # the same job posted and assigned at once under a signed offer
     AUDITED_TOTAL: 505_000,  # post + claim + complete + startAudit + commitAudit + two reveals, upheld
 }
 
@@ -36,8 +37,9 @@ def test_gas_within_committed_table(measured: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize(("total", "path", "steps"), [(DEFAULT_TOTAL, "default", DEFAULT_STEPS),
+                                                     (OFFER_TOTAL, "offer", OFFER_STEPS),
                                                      (AUDITED_TOTAL, "audited", AUDITED_STEPS)],
-                         ids=["default", "audited"])
+                         ids=["default", "offer", "audited"])
 def test_lifecycle_is_the_sum_of_its_calls(measured: dict[str, int], total: str, path: str,
                                            steps: tuple[str, ...]) -> None:
     for table in (measured, committed()):

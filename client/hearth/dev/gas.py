@@ -170,7 +170,8 @@ def _gas_scenario(url: str) -> dict[str, int]:
     out[DEFAULT_TOTAL] = sum(out[f"default: {k}"] for k in DEFAULT_STEPS)
 
     # ---- the same job under the provider's signed offer: posted and assigned in one transaction
-    offer = offers.sign(prov, offers.Offer(prov.address, keccak(MODEL), REPRO_CLASS, TOKEN // 100, 600, 4,
+    # priced at the default path's payment: a job under an offer pays exactly the price
+    offer = offers.sign(prov, offers.Offer(prov.address, keccak(MODEL), REPRO_CLASS, TOKEN, 600, 4,
                                            now() + 30 * 86_400, 0), int(w3.eth.chain_id), m.address)
 
     def offered(key: str | None = None) -> tuple[int, JobTerms]:
