@@ -1,6 +1,8 @@
 """An independent model of JobMarket's money, written from the rules rather than the code: who
 holds what, in which state each job (and its audit) is, and when each of its deadlines passes.
 The state-machine test (test_properties.py) drives the contract and this model side by side.
+Provider offers are the model's too: which refusal (if any) a job posted under an offer meets,
+and which nonce voids which offer.
 
 Randomness is the chain's: whether a job is drawn for audit and which auditor is drawn come from
 block hashes, so the test reads them from the chain; the model checks that the draw was allowed
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from hearth.chain.types import Completion, JobTerms
 from hearth.dev.deploy import MarketParams
+from hearth.formats.offers import Offer
 from hearth.formats.units import TOKEN
 
 JUMP = 1_500
@@ -56,6 +60,19 @@ class Job:
     result: Completion | None = None
     output: bytes = b""  # what the provider committed to at complete
     audit: Audit | None = None
+    offered: bool = False  # posted under an offer (the OFFERED bit of its salt): only such a job can be declined
+
+
+@dataclass
+class SignedOffer:
+    """An offer as the model sees it: signed at model time `signed_at`, void `lifetime` seconds
+    later (its expiry is the chain's time then plus the lifetime), and whether its signature is
+    its provider's over exactly these fields."""
+
+    offer: Offer
+    signed_at: int
+    lifetime: int
+    genuine: bool = True
 
 
 @dataclass
@@ -75,6 +92,7 @@ class Model:
     unbond_at: dict[str, int] = field(default_factory=dict)
     serves: dict[str, set[bytes]] = field(default_factory=dict)
     cls: dict[str, bytes] = field(default_factory=dict)
+    offer_nonce: Counter[str] = field(default_factory=Counter)
     jobs: dict[int, Job] = field(default_factory=dict)
     paid: Counter[int] = field(default_factory=Counter)
 
@@ -123,6 +141,43 @@ class Model:
                 if s == "Active" and a not in (t.provider, exclude) and self.cls.get(a) == self.cls[t.provider]
                 and t.model_key in self.serves.get(a, set()) and self.stake[a] >= c}
 
+    def offer_refusal(self, client: str, so: SignedOffer, provider: str, model_key: bytes, payment: int,
+                      window: int) -> tuple[str, str, dict[str, Any]] | None:
+        """(what, error, its arguments) that postJobWithOffer meets for this job under this
+        offer, in the market's order (the offer, then the post, then the assignment); None: the
+        job is posted and assigned."""
+        o, p = so.offer, so.offer.provider
+        if (provider != p or model_key != o.model_key or self.cls.get(p) != o.repro_class
+                or not so.genuine):
+            return "offer invalid", "InvalidOffer", {"provider": p}
+        expired = self.now - so.signed_at > so.lifetime
+        if expired or o.nonce < self.offer_nonce[p]:
+            return ("offer expired" if expired else "offer withdrawn"), "OfferVoid", {
+                "provider": p, "expiry": o.expiry, "nonce": o.nonce}
+        if payment != o.price or window < o.completion_window:
+            return "offer terms unmet", "OfferTermsUnmet", {
+                "payment": payment, "price": o.price, "completionWindow": window, "offerWindow": o.completion_window}
+        if self.open_jobs[p] >= o.max_open_jobs:
+            return "provider busy", "ProviderBusy", {"provider": p, "openJobs": self.open_jobs[p],
+                                                     "maxOpenJobs": o.max_open_jobs}
+        if self.balance[client] < payment:
+            return "offer job above balance", "InsufficientBalance", {
+                "account": client, "balance": self.balance[client], "needed": payment}
+        if self.status.get(p) != "Active":
+            return "offer of an inactive provider", "ProviderNotActive", {"provider": p}
+        if model_key not in self.serves.get(p, set()):
+            return "offer for a model not served", "ModelNotServed", {"provider": p, "modelKey": model_key}
+        if self.stake[p] < self.collateral(payment):
+            return "offer job above free stake", "InsufficientStake", {
+                "provider": p, "freeStake": self.stake[p], "needed": self.collateral(payment)}
+        return None
+
+    def can_decline(self, job: Job) -> bool:
+        """Within the first half of the completion window: decline's last moment is the deadline
+        less half the window (rounded down)."""
+        w = job.terms.completion_window
+        return job.state == "Claimed" and job.offered and self.elapsed(job) <= w - w // 2
+
     def in_state(self, *states: str) -> list[int]:
         return [i for i, j in self.jobs.items() if j.state in states]
 
@@ -137,6 +192,15 @@ class Model:
         self.open_jobs[provider] += 1
         j.terms = j.terms.with_provider(provider)
         j.state, j.since = "Claimed", self.now
+
+    def decline(self, job_id: int) -> None:
+        """The claimer gives the job back: the client gets the payment, the claimer its collateral."""
+        j = self.jobs[job_id]
+        t = j.terms
+        self.balance[t.client] += t.payment
+        self.stake[t.provider] += self.collateral(t.payment)
+        self.open_jobs[t.provider] -= 1
+        j.state = "Cancelled"
 
     def move(self, job_id: int, state: str) -> None:
         j = self.jobs[job_id]

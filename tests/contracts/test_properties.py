@@ -8,6 +8,15 @@ audits run through commit, reveal, the tiebreak draw, the tiebreaker's round and
 and time jumps past every window and timeout (silent auditors, providers that never reveal,
 silent tiebreakers, an arbiter that lets a dispute lapse).
 
+Providers also sign offers (random price, completion window, maxOpenJobs, lifetime and nonce; now
+and then a stale class, another key's signature or a field changed after signing) and withdraw
+them by raising their nonce; clients post jobs under them, now and then for another model,
+provider, a lower payment or a shorter window. The model decides whether postJobWithOffer posts
+and assigns the job in one transaction or which exact refusal it meets (invalid, expired,
+withdrawn, terms unmet, provider busy, the client's balance, an inactive provider, a model not
+served, too little free stake). Claimers decline jobs in the first half of their window, and are
+refused later (DeclineTooLate).
+
 Each step is one transition the model says may happen now, drawn with weights that favour moving
 jobs along, so that deep paths (a tiebreak, a dispute the arbiter lets lapse, a provider that
 leaves and registers again) are reached many times in a bounded run. Whether a job is drawn for
@@ -29,6 +38,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from random import Random
 from typing import Any
 
@@ -46,7 +56,7 @@ from web3.logs import DISCARD
 
 from tests.backends import AnvilBackend
 from tests.contracts.harness import CLASS_A, CLASS_B, OUT, RESULT, SALT, SPEC, WRONG, phase
-from tests.contracts.model import FINAL, JUMP, PARAMS
+from tests.contracts.model import FINAL, JUMP, PARAMS, SignedOffer
 from tests.contracts.world import MODELS, World
 
 # HEARTH_SM_EXAMPLES: fewer examples while developing (the counts then fall short of MIN_COUNT)
@@ -56,6 +66,7 @@ THIRD = b"\x33" * 32  # a second wrong output: three different outputs go to the
 FOURTH = b"\x44" * 32
 TRANSITIONS = (
     "deposit", "depositWithPermit", "withdraw", "register", "addStake", "unbond", "withdrawStake", "setFee",
+    "addModels", "removeModels",
     "setReproClass", "postJob", "postJob (directed)", "postJobWithPermit", "claim", "complete (honest)",
     "complete (wrong output)", "cancel", "settle", "startAudit (auditor drawn)", "startAudit (skipped: nobody)",
     "dispute (auditor drawn)", "dispute (nobody: to the arbiter)", "commitAudit (honest)", "commitAudit (lying)",
@@ -65,7 +76,14 @@ TRANSITIONS = (
     "finalize (reveal timeout: provider convicted)", "finalize (tiebreaker timeout: to the arbiter)",
     "finalize (arbitration lapsed)", "resolve (provider wins)", "resolve (client wins)", "expire (unclaimed)",
     "expire (claimed, slashed)", "advance time",
+    "postJobWithOffer", "decline", "withdrawOffers", "refused: offer invalid", "refused: offer expired",
+    "refused: offer withdrawn", "refused: offer terms unmet", "refused: provider busy",
+    "refused: offer of an inactive provider", "refused: offer for a model not served",
+    "refused: offer job above free stake", "refused: decline too late", "refused: withdrawOffers not increasing",
+    "refused: decline of a job not offered",
 )
+PRICES = (TOKEN // 4, TOKEN, 2 * TOKEN)  # an offer's price, which a job under it pays exactly
+BIG = 150 * TOKEN  # a price whose collateral (15 HRT) is above a provider's free stake, as a rule
 
 
 WORLD: World | None = None
@@ -88,6 +106,7 @@ class MarketMachine(RuleBasedStateMachine):
         # timeouts are reached as often as the answers
         self.silent: set[tuple[int, str]] = set()
         self.touched: int | None = None
+        self.offers: list[SignedOffer] = []  # every offer signed in this example
 
     # ---------------------------------------------------------------- plumbing
     def tx(self, acct: LocalAccount, name: str, *args: Any) -> Any:
@@ -207,15 +226,18 @@ class MarketMachine(RuleBasedStateMachine):
             (j("Claimed", open_window=True), self.complete, 5),
             (self.claims(), self.claim, 4),
             (j("Posted"), self.cancel, 1),
+            (j("Claimed"), self.decline, 1.5),
             (self.m.jobs, self.refused, 2),
         ):
             if ok:
                 out.append((action, action.__name__, weight))
         busy = len(self.m.in_state("Posted", "Claimed", "Completed", "Audited", "Disputed")) > 3
         out += [(self.post, k, 0.3 if busy else 1) for k in ("postJob", "postJob (directed)", "postJobWithPermit")]
+        out += [(self.post_with_offer, "postJobWithOffer", 0.8 if busy else 2), (self.withdraw_offers, "withdrawOffers", 0.6)]
         out += [(self.advance, "advance time", 2), (self.set_fee, "setFee", 0.5)]
-        kinds = ("register", "addStake", "withdrawStake", "setReproClass", "unbond")
-        out += [(self.provider, k, 0.2 if k == "setReproClass" else 0.5) for k in kinds]
+        kinds = ("register", "addStake", "withdrawStake", "setReproClass", "unbond", "addModels", "removeModels")
+        out += [(self.provider, k, {"setReproClass": 0.2, "addModels": 0.2, "removeModels": 0.4}.get(k, 0.5))
+                for k in kinds]
         out += [(self.money, k, 0.5) for k in ("deposit", "depositWithPermit", "withdraw")]
         return out
 
@@ -235,6 +257,8 @@ class MarketMachine(RuleBasedStateMachine):
         return {
             "register": m.status[addr] == "None" and m.balance[addr] >= PARAMS.min_stake,
             "addStake": m.status[addr] == "Active" and m.balance[addr] > 0,
+            "addModels": m.status[addr] == "Active" and len(m.serves[addr]) < len(MODELS),
+            "removeModels": m.status[addr] == "Active" and bool(m.serves[addr]),
             "unbond": m.status[addr] == "Active",
             "setReproClass": m.status[addr] == "Active" and not m.open_jobs[addr],
             "withdrawStake": m.status[addr] == "Unbonding" and not m.open_jobs[addr]
@@ -277,7 +301,7 @@ class MarketMachine(RuleBasedStateMachine):
     def provider(self, rnd: Random, kind: str) -> None:
         m = self.m
         # Providers 0-2 stay active in class A, so that a tiebreaker can always be drawn;
-        # provider 3 leaves, comes back (in either class, with either models) and changes class.
+        # provider 3 leaves, comes back (in either class, with either models), changes class and models.
         who = self.w.providers if kind == "addStake" else self.w.providers[3:]
         fits = [p for p in who if self.provider_ok(p.address, kind)]
         p = rnd.choice(fits or who)  # one it works for, if any
@@ -300,10 +324,20 @@ class MarketMachine(RuleBasedStateMachine):
             m.stake[addr] += stake
             m.status[addr] = "Active"
             m.serves[addr] = {keccak(x) for x in models}
-        elif kind in ("addStake", "unbond", "setReproClass") and status != "Active":
-            args = {"addStake": [TOKEN], "unbond": [], "setReproClass": [CLASS_A]}[kind]
+        elif kind in ("addStake", "unbond", "setReproClass", "addModels", "removeModels") and status != "Active":
+            by_kind: dict[str, list[Any]] = {"addStake": [TOKEN], "unbond": [], "setReproClass": [CLASS_A],
+                                             "addModels": [list(models)], "removeModels": [list(models)]}
+            args = by_kind[kind]
             self.refuse(f"{kind} when not active", "ProviderNotActive", p, kind, *args, provider=addr)
             return
+        elif kind in ("addModels", "removeModels"):  # what it serves decides its offers' ModelNotServed
+            x = rnd.choice(MODELS)
+            self.tx(p, kind, [x])
+            if kind == "addModels":
+                m.serves[addr].add(keccak(x))
+            else:
+                m.serves[addr].discard(keccak(x))
+            assert self.h.market.serves(addr, x) == (kind == "addModels")
         elif kind == "addStake":
             value = min(m.balance[addr], 2 * TOKEN)
             if value == 0:
@@ -391,11 +425,111 @@ class MarketMachine(RuleBasedStateMachine):
         self.check_state(job_id)
         COUNTS["claim"] += 1
 
+    # ---------------------------------------------------------------- offers
+    def sign_offer(self, rnd: Random) -> SignedOffer:
+        """A provider signs an offer (provider 3, the one that moves, twice as often as each
+        other); now and then for a class it is not in, or with another provider's key."""
+        m, ps = self.m, self.w.providers
+        p = rnd.choice([*ps, ps[3]])
+        cls = m.cls.get(p.address, CLASS_A)
+        if rnd.random() < 0.05:
+            cls = CLASS_B if cls == CLASS_A else CLASS_A
+        genuine = rnd.random() < 0.95
+        lifetime = rnd.choice([1_000, 4_000, 7_000])  # never a number of jumps: see model.py
+        price = BIG if rnd.random() < 0.08 else rnd.choice(PRICES)
+        o = self.h.offer(p, model=rnd.choice(MODELS), price=price, window=rnd.choice([1_000, 2_000]),
+                         max_open=rnd.choice([1, 2, 3]), expires_in=lifetime, cls=cls,
+                         nonce=m.offer_nonce[p.address] + rnd.choice([0, 0, 0, 2]),
+                         signer=None if genuine else rnd.choice([x for x in ps if x != p]))
+        so = SignedOffer(o, m.now, lifetime, genuine)
+        if genuine:  # one that another key signed is tried once
+            self.offers.append(so)
+        return so
+
+    def post_with_offer(self, rnd: Random, kind: str) -> None:
+        """A client posts a job under a new offer or one signed earlier in this example (which
+        may have expired, been withdrawn, or see its provider busy, gone or changed); mostly on
+        the offer's terms, now and then not."""
+        m, market = self.m, self.h.market
+        so = self.sign_offer(rnd) if not self.offers or rnd.random() < 0.5 else rnd.choice(self.offers)
+        if rnd.random() < 0.03:  # a field changed after signing
+            so = SignedOffer(replace(so.offer, price=so.offer.price + 1), so.signed_at, so.lifetime, False)
+        o, c = so.offer, rnd.choice(self.w.clients)
+        provider = o.provider if rnd.random() < 0.97 else rnd.choice(self.w.providers).address
+        model = next(x for x in MODELS if keccak(x) == o.model_key)
+        if rnd.random() < 0.03:
+            model = rnd.choice(MODELS)
+        # mostly exactly the price; now and then another payment (below or above it)
+        payment = o.price if rnd.random() < 0.8 else rnd.choice([x for x in PAYMENTS if x != o.price])
+        window = o.completion_window if rnd.random() < 0.8 else rnd.choice([1_000, 2_000])
+        p = market.post_params(model, SPEC, payment, self.w.b.now() + 1_000, window, provider)
+        args = (p, o.as_tuple(), o.signature)
+        refusal = m.offer_refusal(c.address, so, provider, keccak(model), payment, window)
+        if refusal is not None:
+            what, error, error_args = refusal
+            self.refuse(what, error, c, "postJobWithOffer", *args, **error_args)
+            return
+        r = self.tx(c, "postJobWithOffer", *args)
+        ev = market.contract.events.JobPosted().process_receipt(r, errors=DISCARD)[0]
+        posted = posted_from_event(ev)
+        t = posted.terms
+        assert (t.client, t.payment, t.provider, t.completion_window) == (c.address, payment, o.provider, window)
+        assert (t.fee_bps, t.fee_recipient, t.model_key) == (m.fee_bps, m.fee_recipient, o.model_key)
+        claimed = self.events(r, "JobClaimed")
+        assert [(int(e["jobId"]), e["provider"], e["collateral"]) for e in claimed] == [
+            (posted.job_id, o.provider, m.collateral(payment))]
+        assert t.salt >> 63 == 1  # the OFFERED bit
+        m.post(posted.job_id, t, 1_000)
+        m.claim(posted.job_id, o.provider)
+        m.jobs[posted.job_id].offered = True
+        self.check_state(posted.job_id)
+        COUNTS[kind] += 1
+
+    def withdraw_offers(self, rnd: Random, kind: str) -> None:
+        p = rnd.choice(self.w.providers)  # anyone may raise its own nonce; providers do
+        current = self.m.offer_nonce[p.address]
+        if rnd.random() < 0.25:
+            nonce = rnd.randint(0, current)
+            self.refuse("withdrawOffers not increasing", "NonceNotIncreasing", p, "withdrawOffers", nonce,
+                        nonce=nonce, current=current)
+            return
+        nonce = current + rnd.choice([1, 3])
+        r = self.tx(p, "withdrawOffers", nonce)
+        assert [(e["provider"], e["nonce"]) for e in self.events(r, "OffersWithdrawn")] == [(p.address, nonce)]
+        self.m.offer_nonce[p.address] = nonce
+        COUNTS[kind] += 1
+
+    def decline(self, rnd: Random, kind: str) -> None:
+        """The claimer gives a job back: in the first half of its window (preferred when there is
+        one), or too late."""
+        m = self.m
+        claimed = self.jobs_where("Claimed")
+        offered = [i for i in claimed if m.jobs[i].offered]
+        in_time = [i for i in offered if m.can_decline(m.jobs[i])]
+        if not offered or rnd.random() < 0.15:
+            job_id = rnd.choice(claimed)
+        else:  # an offer job: in time, mostly, or too late
+            job_id = rnd.choice(in_time if in_time and rnd.random() < 0.6 else offered)
+        t = m.jobs[job_id].terms
+        p = self.acct(t.provider)
+        if not m.jobs[job_id].offered:  # claimed by choice: completed or expired, never given back
+            self.refuse("decline of a job not offered", "NotOffered", p, "decline", job_id, t.as_tuple(), jobId=job_id)
+            return
+        if not m.can_decline(m.jobs[job_id]):
+            self.refuse("decline too late", "DeclineTooLate", p, "decline", job_id, t.as_tuple(), jobId=job_id,
+                        lastMoment=self.deadline(job_id) - t.completion_window // 2)
+            return
+        r = self.tx(p, "decline", job_id, t.as_tuple())
+        assert [(int(e["jobId"]), e["provider"]) for e in self.events(r, "JobDeclined")] == [(job_id, t.provider)]
+        m.decline(job_id)
+        self.check_state(job_id)
+        COUNTS[kind] += 1
+
     def complete(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.jobs_where("Claimed", open_window=True))
         j = self.m.jobs[job_id]
         t = j.terms
-        honest = rnd.random() < 0.6
+        honest = rnd.random() < 0.5
         output = OUT if honest else WRONG
         commitment = result_commitment(job_id, t.provider, output, SALT)
         r = self.tx(self.acct(t.provider), "complete", job_id, t.as_tuple(), RESULT, commitment)
@@ -468,13 +602,13 @@ class MarketMachine(RuleBasedStateMachine):
         au = j.audit
         assert au is not None
         auditor = au.auditors[au.round]
-        honest = rnd.random() < (0.6 if au.round == 0 else 0.7)
+        honest = rnd.random() < (0.5 if au.round == 0 else 0.8)
         output = OUT if honest else rnd.choice([WRONG, THIRD])
         if not honest and au.round == 1:  # a lying tiebreaker agrees with neither: three outputs
             output = next(x for x in (WRONG, THIRD, FOURTH) if x not in (au.provider_output, au.outputs[0]))
         self.tx(self.acct(auditor), "commitAudit", job_id, result_commitment(job_id, auditor, output, SALT))
         au.commits[au.round], au.phase = output, "Reveal"
-        if rnd.random() < 0.15:
+        if rnd.random() < 0.1:
             self.silent.add((job_id, auditor))  # commits, then never reveals
         self.m.move(job_id, "Audited")
         self.check_state(job_id)
@@ -548,7 +682,7 @@ class MarketMachine(RuleBasedStateMachine):
                 COUNTS["finalize (no tiebreaker: to the arbiter)"] += 1
             else:
                 au.auditors.append(tiebreaker)
-                if rnd.random() < 0.2:
+                if rnd.random() < 0.1:
                     self.silent.add((job_id, tiebreaker))  # never commits
                 au.round, au.phase = 1, "Commit"
                 m.move(job_id, "Audited")
@@ -602,7 +736,6 @@ class MarketMachine(RuleBasedStateMachine):
         m = self.m
         out: list[tuple[Any, ...]] = []
         outsider = self.w.treasuries[1]
-        done, terms = (), ()
         for i, j in m.jobs.items():
             st_ = j.state
             terms = (j.terms.as_tuple(),)
@@ -612,10 +745,14 @@ class MarketMachine(RuleBasedStateMachine):
             elif st_ == "Claimed":
                 out.append(("complete by a non-claimer", "NotProvider", outsider, "complete", i,
                             (*terms, RESULT, b"\1" * 32), {}))
+                out.append(("decline by a non-claimer", "NotProvider", outsider, "decline", i, terms,
+                            {"caller": outsider.address}))
             elif st_ == "Completed":
                 out.append(("dispute by a non-client", "NotClient", outsider, "dispute", i, done, {}))
             elif st_ == "Posted":
                 out.append(("cancel by a non-client", "NotClient", outsider, "cancel", i, terms, {}))
+                out.append(("decline an unclaimed job", "InvalidState", outsider, "decline", i, terms,
+                            {"state": "Posted"}))
             if st_ == "Posted" and not m.open_window(j):
                 out.append(("claim after the deadline", "DeadlinePassed", outsider, "claim", i, terms, {}))
             if st_ == "Completed" and m.open_window(j):
@@ -662,7 +799,8 @@ class MarketMachine(RuleBasedStateMachine):
     def books_balance(self) -> None:
         m = self.m
         held = 0
-        accounts, wallets, market_holds, pool, job_state = self.w.books(self.everyone, self.wallets, self.touched)
+        accounts, wallets, market_holds, pool, job_state, nonces = self.w.books(
+            self.everyone, self.wallets, self.touched, self.w.providers)
         if self.touched is not None:
             assert job_state == m.jobs[self.touched].state, f"job {self.touched}: {job_state} on chain"
             self.touched = None
@@ -672,6 +810,7 @@ class MarketMachine(RuleBasedStateMachine):
             held += acct.balance + acct.stake
         assert wallets == [m.wallet[a.address] for a in self.wallets], "a wallet moved unlike the model"
         assert pool == m.pool, f"audit pool {pool} on chain, {m.pool} in the model"
+        assert nonces == [m.offer_nonce[p.address] for p in self.w.providers], "an offer nonce moved unlike the model"
         assert market_holds == held + m.pool + m.escrow(), "market holds != balances + stakes + pool + escrow"
         assert all(n == 1 for n in m.paid.values()), "a job was paid twice"
 

@@ -62,28 +62,30 @@ class World:
         self.b.advance(1)  # mine a block: the next block's clock is what now() reads
         return copy.deepcopy(self.model0)
 
-    def books(self, everyone: list[LocalAccount], wallets: list[LocalAccount],
-              job: int | None) -> tuple[list[Account], list[int], int, int, str | None]:
+    def books(self, everyone: list[LocalAccount], wallets: list[LocalAccount], job: int | None,
+              offerers: list[LocalAccount]) -> tuple[list[Account], list[int], int, int, str | None, list[int]]:
         """The market records of `everyone`, the token balances of `wallets`, the market's own
-        token balance, the audit pool and the state of `job`: raw eth_calls in one batched
-        request to anvil."""
+        token balance, the audit pool, the state of `job` and the offer nonces of `offerers`:
+        raw eth_calls in one batched request to anvil."""
         market, token = self.h.market, self.h.market.token.functions
         c = market.contract.functions
         calls = [(market.address, c.getAccount(a.address)) for a in everyone]
         calls += [(market.token.address, token.balanceOf(a.address)) for a in wallets]
         calls.append((market.token.address, token.balanceOf(market.address)))
         calls.append((market.address, c.auditPool()))
+        calls += [(market.address, c.offerNonce(a.address)) for a in offerers]
         if job is not None:
             calls.append((market.address, c.getJob(job)))
         batch = [("eth_call", [{"to": to, "data": fn._encode_transaction_data()}, "latest"]) for to, fn in calls]
         replies = cast(Any, self.b.w3.provider).make_batch_request(batch)
         raw = [bytes.fromhex(str(r["result"])[2:]) for r in replies]
-        n, k = len(everyone), len(wallets)
+        n, k, o = len(everyone), len(wallets), len(offerers)
         accounts = []
         for r in raw[:n]:
             balance, stake, open_jobs, unbonding_end, status = decode(ACCOUNT_ABI, r)
             accounts.append(Account(balance, stake, open_jobs, unbonding_end, PROVIDER_STATUS[status]))
         held = [int(decode(["uint256"], r)[0]) for r in raw[n:n + k]]
-        state = STATES[decode(["uint8"], raw[n + k + 2][:32])[0]] if job is not None else None
+        nonces = [int(decode(["uint64"], r)[0]) for r in raw[n + k + 2:n + k + 2 + o]]
+        state = STATES[decode(["uint8"], raw[n + k + 2 + o][:32])[0]] if job is not None else None
         pool = int(decode(["uint256"], raw[n + k + 1])[0])
-        return accounts, held, int(decode(["uint256"], raw[n + k])[0]), pool, state
+        return accounts, held, int(decode(["uint256"], raw[n + k])[0]), pool, state, nonces
