@@ -16,6 +16,7 @@ other 16), well inside the 1% the committed table allows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -157,16 +158,23 @@ def _gas_scenario(url: str) -> dict[str, int]:
     advance(3601)
     sx.transact(m.fn("settle", job, t.as_tuple(), c.as_tuple()))
 
-    while True:
+    def settled_lifecycle(path: str, start: Callable[[], tuple[int, JobTerms]]) -> None:
+        """Start, complete and settle jobs until one is not drawn for audit: the measured path."""
+        while True:
+            job, t = start()
+            c = complete(m, job, t, f"{path}: complete")
+            advance(3601)
+            if not m.audit_selected(job, t, c):
+                break
+            sx.transact(m.fn("startAudit", job, t.as_tuple(), c.as_tuple()))  # no auditor yet: skipped
+        g(f"{path}: settle (1% fee)", sx, m.fn("settle", job, t.as_tuple(), c.as_tuple()))
+
+    def posted_and_claimed() -> tuple[int, JobTerms]:
         job, t = post(m, sc, "default: postJob")
         g("default: claim", sp, m.fn("claim", job, t.as_tuple()))
-        t = t.with_provider(prov.address)
-        c = complete(m, job, t, "default: complete")
-        advance(3601)
-        if not m.audit_selected(job, t, c):
-            break
-        sx.transact(m.fn("startAudit", job, t.as_tuple(), c.as_tuple()))  # no auditor yet: skipped
-    g("default: settle (1% fee)", sx, m.fn("settle", job, t.as_tuple(), c.as_tuple()))
+        return job, t.with_provider(prov.address)
+
+    settled_lifecycle("default", posted_and_claimed)
     out[DEFAULT_TOTAL] = sum(out[f"default: {k}"] for k in DEFAULT_STEPS)
 
     # ---- the same job under the provider's signed offer: posted and assigned in one transaction
@@ -180,14 +188,7 @@ def _gas_scenario(url: str) -> dict[str, int]:
         job = m.job_posted_id(r)
         return job, m.posted(job).terms
 
-    while True:
-        job, t = offered("offer: postJobWithOffer")
-        c = complete(m, job, t, "offer: complete")
-        advance(3601)
-        if not m.audit_selected(job, t, c):
-            break
-        sx.transact(m.fn("startAudit", job, t.as_tuple(), c.as_tuple()))  # no auditor yet: skipped
-    g("offer: settle (1% fee)", sx, m.fn("settle", job, t.as_tuple(), c.as_tuple()))
+    settled_lifecycle("offer", lambda: offered("offer: postJobWithOffer"))
     out[OFFER_TOTAL] = sum(out[f"offer: {k}"] for k in OFFER_STEPS)
     job, t = offered()
     g("decline", sp, m.fn("decline", job, t.as_tuple()))
