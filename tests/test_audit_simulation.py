@@ -2,8 +2,10 @@
 cheats on a share of its jobs loses money and honest providers are never slashed.
 
 One deterministic run (hearth.dev.auditsim; `pytest -s` prints its figures, which the README
-quotes). A change to the contracts changes the draws, not the outcome: at p = 10% and a collateral
-of 15 payments the cheater's result on 200 cheated jobs is negative unless fewer than 12 are caught.
+quotes). A change to the contracts changes the draws, and the outcome only by a rare draw: at
+p = 10% and a collateral of 15 payments the cheater's result on 600 cheated jobs is negative
+unless fewer than 34 are caught (60 expected; P = 5e-5). On 200 it was fewer than 12 of 20
+(P = 0.017), and a contract change did draw 10.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def test_honest_providers_are_never_slashed_and_gain(run: dict[str, Any]) -> Non
 
 def test_cheating_loses_money(run: dict[str, Any]) -> None:
     c = run["cheater"]
-    assert c["cheated"] >= 150
+    assert c["cheated"] >= 600
     assert c["caught"] > 0
     assert c["net_on_cheated"] < 0
     assert c["expected_per_cheated_job"] < 0

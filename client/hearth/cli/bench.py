@@ -85,8 +85,8 @@ def bench_latency(block_time: float, n_jobs: int, max_tokens: int, no_offers: bo
 
 
 @bench_group.command("audits")
-@click.option("--jobs", "n_jobs", type=click.IntRange(min=10), default=600, show_default=True,
-              help="jobs posted, half of them to the cheating provider")
+@click.option("--jobs", "n_jobs", type=click.IntRange(min=10), default=1200, show_default=True,
+              help="jobs posted, three quarters of them to the cheating provider")
 @click.option("--cheat-share", type=click.FloatRange(0, 1), default=2 / 3,
               show_default="2/3", help="share of its jobs on which the cheater commits to a wrong output")
 @json_opt

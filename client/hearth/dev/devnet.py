@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from hearth.chain.deployments import Deployment
 from hearth.chain.market import connect
 from hearth.chain.sender import Sender
 from hearth.dev import deploy as deploy_mod
-from hearth.dev.procs import free_port, pid_alive, port_open, stop_pid, wait_until
+from hearth.dev.procs import free_port, pid_alive, port_open, stop_pid, stop_proc, wait_until
 from hearth.errors import ChainError, ContractError
 from hearth.formats.units import TOKEN
 from hearth.settings import DEFAULT_RPC_PORT, data_dir, npm_binary
@@ -57,23 +58,42 @@ def anvil_command(port: int, state_file: Path | None, block_time: float | None) 
     return cmd
 
 
+def _answers(port: int) -> bool:
+    return port_open(port) and Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}")).is_connected()
+
+
 def start_anvil(
     port: int | None = None, state_file: Path | None = None, block_time: float | None = None, log: Path | None = None,
     extra: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start anvil (with `extra` arguments) and wait for its RPC; returns the process and its URL."""
-    port = port or free_port()
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115  (the child keeps its own descriptor)
-    try:
-        proc = subprocess.Popen(
-            [*anvil_command(port, state_file, block_time), *extra], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    finally:
-        if log:
-            out.close()  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: port_open(port) and Web3(Web3.HTTPProvider(url)).is_connected(), 30, "anvil", proc)
-    return proc, url
+    """Start anvil (with `extra` arguments) and wait for its RPC; returns the process and its URL.
+
+    A free port is only free when asked: another process can take it before anvil binds it.
+    Then this anvil exits while the port answers (the other one's RPC), so a port picked here is
+    tried again, and the anvil must still be running once its port answers."""
+    for attempt in range(3):
+        chosen = port or free_port()
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115  (the child keeps its own descriptor)
+        try:
+            proc = subprocess.Popen(
+                [*anvil_command(chosen, state_file, block_time), *extra], stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{chosen}"
+        try:
+            wait_until(partial(_answers, chosen), 30, "anvil", proc)
+            time.sleep(0.2)  # an anvil that lost its port exits as soon as its bind fails
+            if proc.poll() is None:
+                return proc, url
+        except RuntimeError:  # exited while starting
+            pass
+        stop_proc(proc)
+        if port or attempt == 2:
+            break
+    raise ChainError(f"anvil exited at start on port {chosen}; see {log or 'anvil --port ' + str(chosen)}")
 
 
 @dataclass
