@@ -64,6 +64,7 @@ EXAMPLES, STEPS, MIN_COUNT = int(os.environ.get("HEARTH_SM_EXAMPLES", "100")), 8
 PAYMENTS = (TOKEN // 4, TOKEN, 3 * TOKEN)  # collateral below, at and above the floor
 THIRD = b"\x33" * 32  # a second wrong output: three different outputs go to the arbiter
 FOURTH = b"\x44" * 32
+LAPSED = "finalize (arbitration lapsed)"
 TRANSITIONS = (
     "deposit", "depositWithPermit", "withdraw", "register", "addStake", "unbond", "withdrawStake", "setFee",
     "addModels", "removeModels",
@@ -216,7 +217,10 @@ class MarketMachine(RuleBasedStateMachine):
         out: list[tuple[Callable[[Random, str], None], str, float]] = []
         for ok, action, weight in (
             (j("Posted", "Claimed", open_window=False), self.expire, 4),
-            (j("Disputed", open_window=True), self.resolve, 3),
+            # A dispute is open only between its arbiter's call and the window's end: resolve is
+            # weighted to keep its count level with the disputes left to lapse, and not at the
+            # luck of how often the two meet.
+            (j("Disputed", open_window=True), self.resolve, 10 if self.resolved() <= COUNTS[LAPSED] else 1.5),
             (self.completed_past_window(False), self.settle, 3),
             (self.completed_past_window(True), self.start_audit, 7),
             (j("Completed", open_window=True), self.dispute, 1.5),
@@ -458,8 +462,9 @@ class MarketMachine(RuleBasedStateMachine):
         the offer's terms, now and then not."""
         m, market = self.m, self.h.market
         if self.offers and rnd.random() < 0.5:  # an earlier one: now and then one since withdrawn
-            withdrawn = [x for x in self.offers if x.offer.nonce < m.offer_nonce[x.offer.provider]]
-            so = rnd.choice(withdrawn if withdrawn and rnd.random() < 0.2 else self.offers)
+            withdrawn = [x for x in self.offers if x.offer.nonce < m.offer_nonce[x.offer.provider]
+                         and m.now - x.signed_at <= x.lifetime]  # an expired one is refused as expired
+            so = rnd.choice(withdrawn if withdrawn and rnd.random() < 0.3 else self.offers)
         else:
             so = self.sign_offer(rnd)
         if rnd.random() < 0.03:  # a field changed after signing
@@ -701,7 +706,7 @@ class MarketMachine(RuleBasedStateMachine):
         elif state == "Disputed":  # the arbiter never decided: the result stands, the bond goes back
             m.conclude(job_id, True, False)
             self.paid_once_after(job_id, r)
-            COUNTS["finalize (arbitration lapsed)"] += 1
+            COUNTS[LAPSED] += 1
         elif au.round == 1:
             self.to_arbiter(job_id, r)
             COUNTS["finalize (tiebreaker timeout: to the arbiter)"] += 1
@@ -715,9 +720,14 @@ class MarketMachine(RuleBasedStateMachine):
                    "finalize (reveal timeout: provider convicted)"] += 1
         self.check_state(job_id)
 
+    @staticmethod
+    def resolved() -> int:
+        return COUNTS["resolve (provider wins)"] + COUNTS["resolve (client wins)"]
+
     def resolve(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.jobs_where("Disputed", open_window=True))
-        provider_wins = rnd.random() < 0.5
+        won, lost = COUNTS["resolve (provider wins)"], COUNTS["resolve (client wins)"]
+        provider_wins = won < lost or (won == lost and rnd.random() < 0.5)  # both outcomes alike often
         fn = self.w.arbiter.functions.decide(self.h.market.address, *self.done(job_id), provider_wins)
         r = self.h.s(self.w.owner).transact(fn)
         self.m.conclude(job_id, provider_wins, True)
