@@ -73,6 +73,11 @@ class Audits:
         self._outputs: dict[int, bytes] = {}  # audited job -> our output hash
         self._completions: dict[int, tuple[JobTerms, Completion]] = {}
         self._shared: set[tuple[int, str]] = set()  # (job, auditor) given a private job's key
+        # Own completed jobs inside their window are not read again before it ends unless an
+        # audit or a dispute of them shows up in the logs: one read per job per second had the
+        # node spend more CPU on this loop than on claiming and completing.
+        self._quiet_until: dict[int, float] = {}
+        self._touched: set[int] = set()  # own jobs an AuditStarted or JobDisputed log named
         raw = processor.journal.get_kv(DUTIES_KEY)
         self.duties: set[int] = set(json.loads(raw)) if raw else set()
         cursor = processor.journal.get_kv(CURSOR_KEY)
@@ -98,12 +103,17 @@ class Audits:
             self._stop.wait(self.poll)
 
     def tick(self) -> None:
-        """One pass over own completed jobs and assigned audits."""
+        """One pass over assigned audits and own completed jobs."""
         head = self.market.head_number()
-        for rec in self.p.journal.jobs("completed"):
-            if "payout" not in rec.data:
-                self._own(posted_from_dict(rec.posted), rec.data)
         self._scan(head)
+        now = time.time()
+        unpaid = self.p.journal.unpaid()
+        self._touched &= {rec.job_id for rec in unpaid}  # the logs name other providers' jobs too
+        for rec in unpaid:
+            job_id = rec.job_id
+            if job_id in self._touched or now >= self._quiet_until.get(job_id, 0.0):
+                self._own(posted_from_dict(rec.posted), rec.data)
+                self._touched.discard(job_id)
         for job_id in sorted(self.duties):
             self._duty(job_id, head)
 
@@ -117,6 +127,7 @@ class Audits:
     def _own(self, posted: PostedJob, data: dict[str, Any]) -> None:
         job_id, terms = posted.job_id, posted.terms.with_provider(self.me)
         slot = self.market.job(job_id)
+        self._quiet_until.pop(job_id, None)
         if slot.state in ("Settled", "Refunded"):
             self.p.journal.note(job_id, payout=slot.state)
             self._completions.pop(job_id, None)
@@ -128,6 +139,7 @@ class Audits:
         terms, done = self._done(job_id, terms)
         if slot.state == "Completed":
             if time.time() <= slot.deadline + 1:  # the block that settles must be later than it
+                self._quiet_until[job_id] = slot.deadline + 1.0
                 return
             try:
                 self._send("settle", job_id, terms.as_tuple(), done.as_tuple())
@@ -167,6 +179,8 @@ class Audits:
         for ev in self.market.logs("AuditorAssigned", self.cursor, head, auditor=self.me):
             self.duties.add(int(ev["args"]["jobId"]))
             log.info("drawn to audit job %d (round %d)", ev["args"]["jobId"], ev["args"]["round"])
+        for name in ("AuditStarted", "JobDisputed"):  # own jobs leaving their quiet window early
+            self._touched.update(int(ev["args"]["jobId"]) for ev in self.market.logs(name, self.cursor, head))
         self.cursor = head + 1
         self.p.journal.set_kv(DUTIES_KEY, json.dumps(sorted(self.duties)))
         self.p.journal.set_kv(CURSOR_KEY, str(self.cursor))

@@ -71,7 +71,7 @@ def node_run(c: Ctx, config_file: Path | None, models: tuple[str, ...], min_pric
               help="queued short jobs for the throughput run (plain llama-cpp-python runs the same)")
 @click.option("--overhead-jobs", type=click.IntRange(min=1), default=10, show_default=True,
               help="sequential jobs for the overhead median")
-@click.option("--pairs", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--pairs", type=click.IntRange(min=1), default=9, show_default=True,
               help="node/plain pairs of 200-token runs for the tokens/s ratio")
 @json_opt
 def bench_node(n_jobs: int, overhead_jobs: int, pairs: int, as_json: bool) -> None:
@@ -87,8 +87,8 @@ def bench_node(n_jobs: int, overhead_jobs: int, pairs: int, as_json: bool) -> No
         f"({r['tokens_per_s_ratio']:.3f})",
         f"jobs/minute           node {r['jobs_per_minute']:.1f}, plain {r['jobs_per_minute_plain']:.1f} "
         f"({r['jobs_per_minute_ratio']:.3f}; {n_jobs} jobs; llama.cpp threads: {r['threads']})",
-        f"                      node {r['throughput_seconds']['node']:.1f} s (posting "
-        f"{r['throughput_seconds']['of_which_posting']:.1f} s of it), plain {r['throughput_seconds']['plain']:.1f} s",
+        f"                      node {r['throughput_seconds']['node']:.1f} s (its jobs posted before it started, "
+        f"in {r['throughput_seconds']['posting_before']:.1f} s), plain {r['throughput_seconds']['plain']:.1f} s",
     ]))
 
 

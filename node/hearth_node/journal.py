@@ -186,6 +186,15 @@ class Journal:
             rows = self._db.execute(q, (*args, limit)).fetchall()
         return [_record(r) for r in rows]
 
+    def unpaid(self) -> list[JobRecord]:
+        """Completed jobs whose payout (settled or refunded) is not known yet, oldest first; all
+        of them, however long the history (a busy node's list of completed jobs only grows)."""
+        q = ("SELECT job_id, step, posted, data, reason, updated FROM jobs"
+             " WHERE step='completed' AND json_extract(data, '$.payout') IS NULL ORDER BY job_id")
+        with self._lock:
+            rows = self._db.execute(q).fetchall()
+        return [_record(r) for r in rows]
+
     def open_jobs(self) -> list[JobRecord]:
         """Jobs not in a terminal step, oldest first (what a restart resumes)."""
         marks = ",".join("?" * len(TERMINAL))

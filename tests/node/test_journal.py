@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,4 +109,20 @@ def test_a_journal_from_before_cids_were_text_is_converted_once(tmp_path: Path) 
     assert posted_from_dict(rec.posted) == _job() and [r.job_id for r in j.open_jobs()] == [9]
     assert (skipped.posted["model_cid"], skipped.posted["spec_cid"]) == (str(MODEL), "0xc0ffee")
     assert j.get_kv("format") == "2"
+    j.close()
+
+
+def test_unpaid_lists_every_completed_job_without_a_payout_oldest_first(tmp_path: Path) -> None:
+    """The audits loop reads only these: however long the history, no paid job is read again,
+    and no unpaid one is left out (a newest-first page of 1,000 would drop the oldest)."""
+    j = Journal(tmp_path / "journal.db")
+    for i in range(1, 1206):
+        j.add(i, posted_to_dict(replace(_job(), job_id=i)))
+        j.advance(i, "completed")
+        if i % 300 != 1:  # 1, 301, 601, 901, 1201 are still waiting for their window or an audit
+            j.note(i, payout="Settled")
+    j.add(2000, posted_to_dict(replace(_job(), job_id=2000)))  # seen, not completed
+    assert [r.job_id for r in j.unpaid()] == [1, 301, 601, 901, 1201]
+    j.note(301, payout="Refunded")
+    assert [r.job_id for r in j.unpaid()] == [1, 601, 901, 1201]
     j.close()
