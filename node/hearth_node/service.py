@@ -159,8 +159,8 @@ class NodeService:
         """Register if needed, start the pipeline and the API."""
         # The runner's thread takes the GIL back after every llama.cpp call; with claims, completes
         # and the API busy in other threads it waited up to the default 5 ms each time. At 0.5 ms
-        # a node draining 50 queued jobs spent 25.5 s in inference instead of 29.1 (plain
-        # llama-cpp-python: 23.9 to 24.9), measured with `hearth bench node`'s throughput run.
+        # a node draining 50 queued jobs (as `hearth bench node` does) spent 25.5 s in inference
+        # instead of 29.1, on 2 cores (plain llama-cpp-python: 23.9 to 24.9 s, same jobs).
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self.ensure_registered()
         self.processor.recover()  # open jobs first: their signed transactions hold the next nonces
