@@ -350,6 +350,8 @@ interface IJobMarket {
     error NotSelected(uint256 jobId);
     /// @notice This job was drawn for audit: `startAudit` it instead of settling.
     error AuditRequired(uint256 jobId);
+    /// @notice settleMany got no jobs, or lists of different lengths.
+    error InvalidBatch(uint256 jobs, uint256 terms, uint256 results);
     /// @notice The audit is not in the phase this call needs.
     error InvalidPhase(uint256 jobId, Phase phase);
     /// @notice Only the auditor of the current round may commit.
@@ -475,6 +477,12 @@ interface IJobMarket {
     /// @notice Pay the provider of a completed job once its window is over and the job was not
     ///         drawn for audit (anyone).
     function settle(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
+
+    /// @notice Settle several completed jobs in one transaction (anyone), exactly as `settle`
+    ///         would one after another; if any of them cannot be settled, none is and the call
+    ///         reverts with that job's error. Cheaper per job than `settle` (see the gas table).
+    function settleMany(uint256[] calldata jobIds, JobTerms[] calldata terms, Result[] calldata results)
+        external;
 
     /// @notice Whether a completed job was drawn for a random audit: the hash of its completion
     ///         block, unknown when the provider sent `complete`, decides.

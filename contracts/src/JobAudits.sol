@@ -83,6 +83,22 @@ library JobAudits {
     }
 
     function settle(Store storage s, Params memory p, uint256 jobId, IJobMarket.JobTerms calldata terms, IJobMarket.Result calldata result) external {
+        _settle(s, p, jobId, terms, result);
+    }
+
+    /// @dev One by one, in order, as `settle`: the first job that cannot be settled reverts the
+    ///      whole batch with its own error. What the batch saves is the per-transaction cost and
+    ///      the cold reads: the provider's account, the fee recipient's, the audit pool and the
+    ///      block-hash history are warm after the first job.
+    function settleMany(Store storage s, Params memory p, uint256[] calldata jobIds, IJobMarket.JobTerms[] calldata terms, IJobMarket.Result[] calldata results) external {
+        uint256 n = jobIds.length;
+        if (n == 0 || terms.length != n || results.length != n) revert IJobMarket.InvalidBatch(n, terms.length, results.length);
+        for (uint256 i = 0; i < n; ++i) {
+            _settle(s, p, jobIds[i], terms[i], results[i]);
+        }
+    }
+
+    function _settle(Store storage s, Params memory p, uint256 jobId, IJobMarket.JobTerms calldata terms, IJobMarket.Result calldata result) private {
         IJobMarket.JobSlot memory job = _loadDone(s, p, jobId, terms, result, IJobMarket.State.Completed);
         if (block.timestamp <= job.deadline) revert IJobMarket.DeadlineNotPassed(jobId, job.deadline);
         if (_selected(s, p, jobId, terms, result)) revert IJobMarket.AuditRequired(jobId);

@@ -432,6 +432,14 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
     }
 
     /// @inheritdoc IJobMarket
+    function settleMany(uint256[] calldata jobIds, JobTerms[] calldata terms, Result[] calldata results)
+        external
+        nonReentrant
+    {
+        JobAudits.settleMany(_s, _params(), jobIds, terms, results);
+    }
+
+    /// @inheritdoc IJobMarket
     function startAudit(uint256 jobId, JobTerms calldata terms, Result calldata result) external nonReentrant {
         JobAudits.startAudit(_s, _params(), jobId, terms, result);
     }

@@ -5,8 +5,9 @@ and when audited it must open its commitment. It is also drawn as an auditor of 
 jobs of its reproducibility class. This loop does both from the chain's state on every pass, so
 a restart loses nothing (the salts are derived from the key, the assigned audits kept in the
 journal's key-value table):
-- own completed jobs: settle after the window, or startAudit when drawn; reveal once the auditor
-  has committed; finalize when a tiebreaker can be drawn or a phase ran out of time;
+- own completed jobs: settle after the window (all that are due in one settleMany, which costs
+  less per job), or startAudit when drawn; reveal once the auditor has committed; finalize when a
+  tiebreaker can be drawn or a phase ran out of time;
 - assigned audits: re-run the job exactly as its provider should have, commit, then reveal."""
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ log = logging.getLogger("hearth.node.audits")
 ZERO = bytes(32)
 DUTIES_KEY = "audit_duties"
 CURSOR_KEY = "audit_cursor"
+SETTLE_BATCH_MAX = 50  # jobs per settleMany: ~10k gas each (gas table), far inside a block
 
 
 def secret_salt(account: LocalAccount, job_id: int, role: str) -> bytes:
@@ -62,9 +64,10 @@ def repro_class(engine: dict[str, str], n_ctx: int, n_threads: int, n_gpu_layers
 class Audits:
     """The after-completion loop of one provider node."""
 
-    def __init__(self, processor: Processor, devnet: bool, poll: float = 1.0) -> None:
+    def __init__(self, processor: Processor, devnet: bool, poll: float = 1.0, settle_delay: float = 0.0) -> None:
         self.p = processor
         self.devnet = devnet
+        self.settle_delay = settle_delay
         self.market = processor.market
         self.me = processor.address
         self.poll = poll
@@ -78,6 +81,9 @@ class Audits:
         # node spend more CPU on this loop than on claiming and completing.
         self._quiet_until: dict[int, float] = {}
         self._touched: set[int] = set()  # own jobs an AuditStarted or JobDisputed log named
+        # Own jobs past their window, not drawn for audit, waiting to be paid with the others:
+        # job -> (terms, completion, end of its window).
+        self._due: dict[int, tuple[JobTerms, Completion, int]] = {}
         raw = processor.journal.get_kv(DUTIES_KEY)
         self.duties: set[int] = set(json.loads(raw)) if raw else set()
         cursor = processor.journal.get_kv(CURSOR_KEY)
@@ -111,9 +117,12 @@ class Audits:
         self._touched &= {rec.job_id for rec in unpaid}  # the logs name other providers' jobs too
         for rec in unpaid:
             job_id = rec.job_id
+            if job_id in self._due:
+                continue
             if job_id in self._touched or now >= self._quiet_until.get(job_id, 0.0):
                 self._own(posted_from_dict(rec.posted), rec.data)
                 self._touched.discard(job_id)
+        self._settle_due({rec.job_id for rec in unpaid})
         for job_id in sorted(self.duties):
             self._duty(job_id, head)
 
@@ -141,13 +150,11 @@ class Audits:
             if time.time() <= slot.deadline + 1:  # the block that settles must be later than it
                 self._quiet_until[job_id] = slot.deadline + 1.0
                 return
-            try:
-                self._send("settle", job_id, terms.as_tuple(), done.as_tuple())
-            except ContractError as e:
-                if e.name != "AuditRequired":
-                    raise
+            if self._drawn(job_id, terms, done):
                 log.info("job %d drawn for audit", job_id)
                 self._send("startAudit", job_id, terms.as_tuple(), done.as_tuple())
+            else:
+                self._due[job_id] = (terms, done, slot.deadline)
         elif slot.state in ("Audited", "Disputed"):
             au = self.market.audit(job_id)
             auditor = au.auditors[au.round]
@@ -161,6 +168,43 @@ class Audits:
                            secret_salt(self.p.account, job_id, "result"))
             else:
                 self._move(job_id, slot.state, slot.deadline, au.phase, terms, done)
+
+    def _drawn(self, job_id: int, terms: JobTerms, done: Completion) -> bool:
+        """Whether the job was drawn for audit. The draw reads the hash of the completion block,
+        which an idle automining devnet may not have followed with another block yet: mine one
+        (as transact_past_deadline does); a public chain's next block comes by itself."""
+        try:
+            return self.market.audit_selected(job_id, terms, done)
+        except ContractError as e:
+            if not self.devnet or e.name != "RandomnessNotReady":
+                raise
+        self.market.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        return self.market.audit_selected(job_id, terms, done)
+
+    def _settle_due(self, unpaid: set[int]) -> None:
+        """Pay the jobs due, all at once, when the first of them has waited settle_delay past its
+        window: one settleMany costs less per job than a settle each, and a longer delay gathers
+        more jobs into it. If the batch is refused (someone settled one of them first), each is
+        settled on its own; either way the next pass reads what happened to them."""
+        for job_id in set(self._due) - unpaid:  # paid, or refunded, as another pass noted
+            del self._due[job_id]
+        if not self._due or time.time() < min(end for _, _, end in self._due.values()) + 1 + self.settle_delay:
+            return
+        due = sorted(self._due.items())[:SETTLE_BATCH_MAX]
+        for job_id, _ in due:
+            del self._due[job_id]
+        if len(due) > 1:
+            try:
+                self._send("settleMany", [j for j, _ in due], [t.as_tuple() for _, (t, _, _) in due],
+                           [c.as_tuple() for _, (_, c, _) in due])
+                return
+            except ContractError as e:
+                log.info("settleMany of %d jobs refused (%s): settling them one by one", len(due), e)
+        for job_id, (terms, done, _) in due:
+            try:
+                self._send("settle", job_id, terms.as_tuple(), done.as_tuple())
+            except ContractError as e:
+                log.info("job %d: settle refused (%s)", job_id, e)
 
     def _move(self, job_id: int, state: str, deadline: int, phase: str, terms: JobTerms, done: Completion) -> None:
         """finalize, when it can do something: draw a tiebreaker (from the hash of the block of the

@@ -37,6 +37,10 @@ class NodeSettings(BaseSettings):
     confirmations: int = Field(0, ge=0, le=64, description="blocks a JobPosted needs above it before acting")
     max_fee_per_gas: int | None = Field(
         None, ge=1, description="ceiling on the fee per gas (wei) of the node's transactions; none: no ceiling")
+    settle_delay: float | None = Field(
+        None, ge=0, le=86400, description="seconds the first job due for payment waits past its window, so that "
+        "the jobs due by then are paid together by one settleMany (less gas per job); default: 0 on the devnet, "
+        "600 elsewhere")
     poll_interval: float = Field(0.05, gt=0, le=30, description="seconds between get_logs polls")
     log_range: int = Field(2000, ge=1, description="most blocks per get_logs call")
     tokens_per_second_floor: float = Field(

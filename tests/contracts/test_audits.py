@@ -138,6 +138,7 @@ def test_upheld_random_audit_pays_provider_auditor_and_pool(h: Harness) -> None:
     h.b.advance(WINDOW + 1)
     assert h.market.contract.functions.auditSelected(*h.done(job)).call() is True
     h.expect_revert("AuditRequired", outsider, "settle", *h.done(job), jobId=job)
+    h.expect_revert("AuditRequired", outsider, "settleMany", [job], [h.terms(job)], [h.result(job)], jobId=job)
     h.expect_revert("InvalidPhase", aud, "commitAudit", job, OUT, jobId=job, phase=phase("None"))
     assert start(h, job) == aud
     h.expect_revert("InvalidState", outsider, "startAudit", *h.done(job), jobId=job, state="Audited")

@@ -11,12 +11,25 @@ import sys
 from typing import Any
 
 import pytest
-from hearth.dev.gas import AUDITED_STEPS, AUDITED_TOTAL, DEFAULT_STEPS, DEFAULT_TOTAL, OFFER_STEPS, OFFER_TOTAL
+from hearth.dev.gas import (
+    AUDITED_STEPS,
+    AUDITED_TOTAL,
+    BATCHED_STEPS,
+    BATCHED_TOTAL,
+    DEFAULT_STEPS,
+    DEFAULT_TOTAL,
+    OFFER_STEPS,
+    OFFER_TOTAL,
+    SETTLE_BATCH,
+    SETTLE_MANY,
+    SETTLE_MANY_PER_JOB,
+)
 from hearth.settings import CONTRACTS_DIR
 
 TARGETS = {
     DEFAULT_TOTAL: 215_000,  # post + claim + complete + settle after the window, with a fee
     OFFER_TOTAL: 195_000,  # the same job posted and assigned at once under a signed offer
+    BATCHED_TOTAL: 155_000,  # the same, paid with nine other jobs by one settleMany
     AUDITED_TOTAL: 505_000,  # post + claim + complete + startAudit + commitAudit + two reveals, upheld
 }
 
@@ -46,14 +59,21 @@ def test_gas_within_committed_table(measured: dict[str, int]) -> None:
     assert not grown, f"gas grew by more than 1% (committed, now): {grown}; update contracts/gas.json if intended"
 
 
-@pytest.mark.parametrize(("total", "path", "steps"), [(DEFAULT_TOTAL, "default", DEFAULT_STEPS),
-                                                     (OFFER_TOTAL, "offer", OFFER_STEPS),
-                                                     (AUDITED_TOTAL, "audited", AUDITED_STEPS)],
-                         ids=["default", "offer", "audited"])
-def test_lifecycle_is_the_sum_of_its_calls(measured: dict[str, int], total: str, path: str,
-                                           steps: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(("total", "keys"), [
+    (DEFAULT_TOTAL, [f"default: {s}" for s in DEFAULT_STEPS]),
+    (OFFER_TOTAL, [f"offer: {s}" for s in OFFER_STEPS]),
+    (AUDITED_TOTAL, [f"audited: {s}" for s in AUDITED_STEPS]),
+    (BATCHED_TOTAL, list(BATCHED_STEPS)),
+], ids=["default", "offer", "audited", "batched"])
+def test_lifecycle_is_the_sum_of_its_calls(measured: dict[str, int], total: str, keys: list[str]) -> None:
     for table in (measured, committed()):
-        assert table[total] == sum(table[f"{path}: {s}"] for s in steps)
+        assert table[total] == sum(table[k] for k in keys)
+
+
+def test_a_batched_settle_is_shared_out_rounded_up(measured: dict[str, int]) -> None:
+    for table in (measured, committed()):
+        assert table[SETTLE_MANY_PER_JOB] == -(-table[SETTLE_MANY] // SETTLE_BATCH)
+        assert table[SETTLE_MANY_PER_JOB] < table["offer: settle (1% fee)"]
 
 
 @pytest.mark.parametrize("key", sorted(TARGETS))

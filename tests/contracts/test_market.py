@@ -400,6 +400,70 @@ def test_settle_pays_the_audit_fee_into_the_pool(backend: Backend) -> None:
     assert h.pool() == TOKEN // 2
 
 
+def test_settle_many_pays_each_job_as_settle_would(backend: Backend) -> None:
+    h = make_harness(backend, dispute_window=60, audit_fee_bps=500)
+    client, prov, treasury = actors(h)
+    other = h.b.accounts[4]
+    h.fund(client)
+    h.register(prov, 50)
+    h.register(other, 50)
+    h.accounts.add(treasury.address)
+    h.op(h.owner, "setFee", 100, treasury.address)
+    jobs = [h.post(client, payment=pay * TOKEN) for pay in (10, 2, 4)]
+    for job, p in zip(jobs, (prov, other, prov), strict=True):
+        h.claim(p, job)
+        h.complete(p, job)
+    balances = {a.address: h.balance(a.address) for a in (prov, other, treasury)}
+    h.b.advance(61)
+    r = h.op(client, "settleMany", jobs, [h.terms(j) for j in jobs], [h.result(j) for j in jobs])
+    paid = [(e["args"]["jobId"], e["args"]["provider"], e["args"]["providerAmount"], e["args"]["fee"],
+             e["args"]["auditFee"]) for e in h.market.contract.events.JobSettled().process_receipt(r)]
+    # each job's fee 1%, audit fee 5%: in the order given, as three settles would
+    assert paid == [(jobs[0], prov.address, 94 * TOKEN // 10, TOKEN // 10, TOKEN // 2),
+                    (jobs[1], other.address, 188 * TOKEN // 100, TOKEN // 50, TOKEN // 10),
+                    (jobs[2], prov.address, 376 * TOKEN // 100, TOKEN // 25, TOKEN // 5)]
+    assert [h.state(j) for j in jobs] == ["Settled"] * 3
+    assert h.balance(prov.address) == balances[prov.address] + 1316 * TOKEN // 100
+    assert h.balance(other.address) == balances[other.address] + 188 * TOKEN // 100
+    assert h.balance(treasury.address) == balances[treasury.address] + 16 * TOKEN // 100
+    assert h.pool() == 16 * TOKEN // 20
+    for p in (prov, other):
+        assert h.stake(p.address) == 50 * TOKEN and h.market.account(p.address).open_jobs == 0
+
+
+def test_settle_many_settles_all_or_none(backend: Backend) -> None:
+    h = make_harness(backend, dispute_window=60)
+    client, prov, anyone = actors(h)
+    h.fund(client)
+    h.register(prov, 50)
+    ready, early = h.post(client), h.post(client, window=3600)
+    for job in (ready, early):
+        h.claim(prov, job)
+    h.complete(prov, ready)
+    h.b.advance(61)  # past ready's window; early's starts now
+    h.complete(prov, early)
+    before = (h.balance(prov.address), h.stake(prov.address))
+
+    def settle_many(*jobs: int) -> tuple[list[int], list[tuple[object, ...]], list[tuple[bytes, int]]]:
+        return list(jobs), [h.terms(j) for j in jobs], [h.result(j) for j in jobs]
+
+    h.expect_revert("InvalidBatch", anyone, "settleMany", [], [], [], jobs=0, terms=0, results=0)
+    ids, terms, results = settle_many(ready, early)
+    h.expect_revert("InvalidBatch", anyone, "settleMany", ids, terms[:1], results, jobs=2, terms=1, results=2)
+    h.expect_revert("InvalidBatch", anyone, "settleMany", ids, terms, results[:1], jobs=2, terms=2, results=1)
+    # one job still inside its window: the batch reverts with its error and pays nobody
+    h.expect_revert("DeadlineNotPassed", anyone, "settleMany", ids, terms, results, jobId=early,
+                    deadline=h.market.job(early).deadline)
+    # a job listed twice is paid once: the second time it is settled already
+    h.expect_revert("InvalidState", anyone, "settleMany", *settle_many(ready, ready), jobId=ready, state="Settled")
+    # wrong terms for one job: unknown, nothing paid
+    h.expect_revert("UnknownJob", anyone, "settleMany", [ready], [h.terms(early)], [h.result(ready)], jobId=ready)
+    assert (h.balance(prov.address), h.stake(prov.address)) == before
+    assert (h.state(ready), h.state(early)) == ("Completed", "Completed")
+    h.op(anyone, "settleMany", *settle_many(ready))
+    assert h.state(ready) == "Settled" and h.balance(prov.address) == before[0] + TOKEN
+
+
 def test_complete_reverts(h: Harness) -> None:
     client, prov, other = actors(h)
     h.fund(client)

@@ -71,7 +71,7 @@ TRANSITIONS = (
     "deposit", "depositWithPermit", "withdraw", "register", "addStake", "unbond", "withdrawStake", "setFee",
     "addModels", "removeModels",
     "setReproClass", "postJob", "postJob (directed)", "postJobWithPermit", "claim", "complete (honest)",
-    "complete (wrong output)", "cancel", "settle", "startAudit (auditor drawn)", "startAudit (skipped: nobody)",
+    "complete (wrong output)", "cancel", "settle", "settleMany", "startAudit (auditor drawn)", "startAudit (skipped: nobody)",
     "dispute (auditor drawn)", "dispute (nobody: to the arbiter)", "commitAudit (honest)", "commitAudit (lying)",
     "reveal (provider)", "reveal (auditor)", "audit upheld", "audit mismatch", "finalize (tiebreaker drawn)",
     "tiebreak (provider upheld)", "tiebreak (provider convicted)", "three outputs (to the arbiter)",
@@ -557,7 +557,20 @@ class MarketMachine(RuleBasedStateMachine):
         COUNTS["complete (honest)" if honest else "complete (wrong output)"] += 1
 
     def settle(self, rnd: Random, kind: str) -> None:
-        job_id = rnd.choice(self.completed_past_window(False))
+        due = self.completed_past_window(False)
+        if len(due) > 1 and rnd.random() < 0.5:
+            # several at once, in any order, by anyone: each paid as its own settle would
+            jobs = rnd.sample(due, rnd.randint(2, len(due)))
+            ids, terms, results = zip(*map(self.done, jobs), strict=True)
+            r = self.tx(rnd.choice(self.everyone), "settleMany", list(ids), list(terms), list(results))
+            assert [int(e["jobId"]) for e in self.events(r, "JobSettled")] == jobs
+            for job_id in jobs:
+                assert self.m.paid[job_id] == 0, f"job {job_id} paid twice"
+                self.m.pay_provider(job_id)
+            self.check_state(jobs[-1])
+            COUNTS["settleMany"] += 1
+            return
+        job_id = rnd.choice(due)
         r = self.tx(rnd.choice(self.everyone), "settle", *self.done(job_id))
         self.paid_once(job_id, r)
         self.m.pay_provider(job_id)

@@ -4,7 +4,9 @@ restarted. The market audits 10% of jobs (the devnet default), so the two nodes 
 other now and then. Every job settles exactly once and every token is where it should be: each
 provider holds what its jobs paid (less the audit fee) plus its audit rewards, and the audit pool
 holds the fees less the rewards. Clients post under the nodes' offers (the default), so every job
-is assigned by its post transaction: no claim race, and no provider transaction reverts."""
+is assigned by its post transaction: no claim race, and no provider transaction reverts. Node 1
+waits 10 s past the first due job's window (settle_delay), so it pays its jobs in batches
+(settleMany); node 3 settles each as soon as its window ends."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def env(tmp_path: Path) -> Iterator[Localnet]:
 
 def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
     m = env.market
-    nodes = {i: env.start_node(i) for i in PROVIDERS}
+    nodes = {i: env.start_node(i, extra_env={"HEARTH_SETTLE_DELAY": "10"} if i == 1 else None) for i in PROVIDERS}
     start = {a: (m.account(dev_account(a).address).balance, m.token_balance(dev_account(a).address))
              for a in PROVIDERS + CLIENTS}
     model = bundled()
@@ -76,6 +78,11 @@ def test_two_providers_two_clients_twenty_jobs(env: Localnet) -> None:
     reverted = [(m.contract.decode_function_input(tx["input"])[0].fn_name, tx["hash"].hex())
                 for tx in sent if env.w3.eth.get_transaction_receipt(tx["hash"])["status"] != 1]
     assert reverted == [], f"provider transactions reverted: {reverted}"
+    batches = [tx for tx in sent if m.contract.decode_function_input(tx["input"])[0].fn_name == "settleMany"]
+    # node 3 may batch too: after its restart, the jobs whose windows ended meanwhile are due at once
+    assert dev_account(1).address in {tx["from"] for tx in batches}, "node 1 paid jobs due together at once"
+    assert all(len(m.contract.events.JobSettled().process_receipt(env.w3.eth.get_transaction_receipt(tx["hash"])))
+               > 1 for tx in batches)
     audit_fee_bps = int(m.call(m.contract.functions.auditFeeBps()))
     earned: Counter[str] = Counter()
     fees = rewards = 0

@@ -7,7 +7,8 @@ to audit it:
 - the default deployment (MarketParams(): one-hour window, 10% random audits, 10% audit fee) with
   a 1% protocol fee, whose path is post + claim + complete + settle (of a job the draw did not
   select; the draw costs the same whichever way it goes), and the same job under the provider's
-  signed offer: postJobWithOffer (posted and assigned in one transaction) + complete + settle;
+  signed offer: postJobWithOffer (posted and assigned in one transaction) + complete + settle,
+  and the same with ten such jobs paid by one settleMany (its gas shared out among them);
 - the same market with every job audited (auditBps 10,000), whose path is post + claim +
   complete + startAudit + commitAudit + reveal (provider) + reveal (auditor), the audit upheld.
 
@@ -49,6 +50,12 @@ AUDITED_STEPS = ("postJob", "claim", "complete", "startAudit", "commitAudit", "r
 OFFER_STEPS = ("postJobWithOffer", "complete", "settle (1% fee)")
 DEFAULT_TOTAL = "default: total post+claim+complete+settle"
 OFFER_TOTAL = "offer: total lifecycle postJobWithOffer+complete+settle"
+# A node settles every job whose window has ended in one settleMany; ten at a time is measured.
+SETTLE_BATCH = 10
+SETTLE_MANY = f"batched: settleMany ({SETTLE_BATCH} jobs, 1% fee)"
+SETTLE_MANY_PER_JOB = f"batched: settleMany per job (1/{SETTLE_BATCH})"
+BATCHED_STEPS = ("offer: postJobWithOffer", "offer: complete", SETTLE_MANY_PER_JOB)
+BATCHED_TOTAL = f"batched: total lifecycle postJobWithOffer+complete+settleMany/{SETTLE_BATCH}"
 AUDITED_TOTAL = "audited: total post+claim+complete+startAudit+commitAudit+reveal+reveal"
 
 
@@ -190,6 +197,29 @@ def _gas_scenario(url: str) -> dict[str, int]:
 
     settled_lifecycle("offer", lambda: offered("offer: postJobWithOffer"))
     out[OFFER_TOTAL] = sum(out[f"offer: {k}"] for k in OFFER_STEPS)
+    # ---- the same jobs paid SETTLE_BATCH at a time by one settleMany: the lifecycle amortized
+    sp.transact(m.fn("addStake", 200 * TOKEN))  # collateral (15x) of SETTLE_BATCH jobs open at once
+    wide = offers.sign(prov, replace(offer, max_open_jobs=2 * SETTLE_BATCH, signature=b""),
+                       int(w3.eth.chain_id), m.address)
+    batch: list[tuple[int, JobTerms, Completion]] = []
+    while len(batch) < SETTLE_BATCH:
+        p = m.post_params(MODEL, SPEC, TOKEN, now() + 3600, 600, prov.address)
+        job = m.job_posted_id(sc.transact(m.fn("postJobWithOffer", p, wide.as_tuple(), wide.signature)))
+        t = m.posted(job).terms
+        c = complete(m, job, t)
+        advance(1)  # the draw reads the completion block's hash
+        if not m.audit_selected(job, t, c):
+            batch.append((job, t, c))
+            continue
+        advance(3601)  # drawn: audited by nobody yet, skipped and paid, as in settled_lifecycle
+        sx.transact(m.fn("startAudit", job, t.as_tuple(), c.as_tuple()))
+    advance(3601)
+    r = sx.transact(m.fn("settleMany", [j for j, _, _ in batch], [t.as_tuple() for _, t, _ in batch],
+                         [c.as_tuple() for _, _, c in batch]))
+    out[SETTLE_MANY] = int(r["gasUsed"])
+    out[SETTLE_MANY_PER_JOB] = -(-int(r["gasUsed"]) // SETTLE_BATCH)  # rounded up
+    out[BATCHED_TOTAL] = sum(out[k] for k in BATCHED_STEPS)
+
     job, t = offered()
     g("decline", sp, m.fn("decline", job, t.as_tuple()))
     g("publishOffers", sp, m.fn("publishOffers", RESULT))
