@@ -6,7 +6,8 @@ changes, random audits of half the jobs (auditBps 5,000, so both settle and audi
 audit fee. Providers complete honestly or with a wrong output, auditors commit honestly or lie;
 audits run through commit, reveal, the tiebreak draw, the tiebreaker's round and the arbiter,
 and time jumps past every window and timeout (silent auditors, providers that never reveal,
-silent tiebreakers, an arbiter that lets a dispute lapse).
+silent tiebreakers, an arbiter that lets a dispute lapse). Jobs past their window are settled one
+at a time or several at once (settleMany, in random order).
 
 Providers also sign offers (random price, completion window, maxOpenJobs, lifetime and nonce; now
 and then a stale class, another key's signature or a field changed after signing) and withdraw
