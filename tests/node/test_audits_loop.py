@@ -15,9 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hearth.chain.types import ZERO_ADDRESS, Completion, PostedJob
-from hearth.errors import ContractError
+from hearth.errors import ChainError, ContractError
 from hearth.formats.cid import CID, cid_of_bytes
+from hearth_node import audits
 from hearth_node.audits import Audits
 from hearth_node.journal import Journal, posted_to_dict
 
@@ -106,27 +108,39 @@ def test_own_jobs_are_read_once_in_their_window_then_on_a_log_or_when_it_ends(tm
     journal.close()
 
 
-def test_jobs_due_together_are_paid_by_one_settle_many(tmp_path: Path) -> None:
+class _Clock:
+    """The loop's time.time(), moved by hand: no test here depends on how busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_jobs_due_together_are_paid_by_one_settle_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(audits, "time", clock)
     market, journal = _Market(), Journal(tmp_path / "journal.db")
     market.drawn = {3}
-    now = time.time()
+    t0 = clock.now
     # windows end 0.2 s and 0.9 s from now; job 3 was drawn for audit; job 4's ends in an hour
-    loop = _loop_over(market, journal, {1: now + 0.2, 2: now + 0.9, 3: now + 0.2, 4: now + 3600}, settle_delay=2.0)
+    loop = _loop_over(market, journal, {1: t0 + 0.2, 2: t0 + 0.9, 3: t0 + 0.2, 4: t0 + 3600}, settle_delay=2.0)
     sent: list[tuple[str, Any]] = []
 
     def send(name: str, *args: Any) -> None:
         sent.append((name, args[0]))
         if name == "startAudit":  # nobody to audit it: skipped, and paid
-            market.slots[3] = _Slot("Settled", now + 0.2)
+            market.slots[3] = _Slot("Settled", t0 + 0.2)
 
     loop._send = send  # type: ignore[method-assign]
-    while time.time() < now + 2.6:  # job 1 is due at its window's end + 1 s (a later block) + 2 s
+    while clock.now < t0 + 3.15:  # job 1 is due at its window's end + 1 s (a later block) + 2 s
         loop.tick()
-        time.sleep(0.05)
+        clock.now += 0.05
     assert sent == [("startAudit", 3)]  # at once: an audit has deadlines of its own
     assert market.mined == 1  # the devnet was idle: one block, and the draw could be read
     assert sorted(loop._due) == [1, 2]
-    time.sleep(max(0.0, now + 3.4 - time.time()))
+    clock.now = t0 + 3.25
     loop.tick()
     assert sent == [("startAudit", 3), ("settleMany", [1, 2])]  # job 2, due 0.7 s later, in the same call
     assert not loop._due
@@ -134,6 +148,47 @@ def test_jobs_due_together_are_paid_by_one_settle_many(tmp_path: Path) -> None:
         market.slots[j] = _Slot("Settled", market.slots[j].deadline)
     loop.tick()
     assert [r.job_id for r in journal.unpaid()] == [4]
+    journal.close()
+
+
+def test_a_dispute_takes_a_job_out_of_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node's clock is past the window, the chain's last block was not: a client disputed."""
+    clock = _Clock()
+    monkeypatch.setattr(audits, "time", clock)
+    market, journal = _Market(), Journal(tmp_path / "journal.db")
+    market.mined = 1
+    loop = _loop_over(market, journal, {1: clock.now - 5, 2: clock.now - 5}, settle_delay=60)
+    sent: list[tuple[str, Any]] = []
+    loop._send = lambda name, *args: sent.append((name, args[0]))  # type: ignore[method-assign]
+    loop.tick()
+    assert sorted(loop._due) == [1, 2] and sent == []
+    market.head = 2
+    market.events.append((2, "JobDisputed", 2))
+    market.slots[2] = _Slot("Disputed", clock.now + 100)
+    reads = market.reads[2]
+    loop._own = lambda posted, data: market.job(posted.job_id)  # type: ignore[method-assign]
+    loop.tick()
+    assert market.reads[2] == reads + 1 and sorted(loop._due) == [1]  # read at once, out of the batch
+    journal.close()
+
+
+def test_one_job_in_trouble_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    market, journal = _Market(), Journal(tmp_path / "journal.db")
+    market.mined = 1
+    now = time.time()
+    loop = _loop_over(market, journal, {1: now - 5, 2: now - 5, 3: now - 5})
+    sent: list[tuple[str, Any]] = []
+    loop._send = lambda name, *args: sent.append((name, args[0]))  # type: ignore[method-assign]
+    real_completion = market.completion
+
+    def completion(job_id: int) -> Completion:
+        if job_id == 2:
+            raise ChainError("RPC endpoint timed out")
+        return real_completion(job_id)
+
+    market.completion = completion  # type: ignore[method-assign]
+    loop.tick()
+    assert sent == [("settleMany", [1, 3])]
     journal.close()
 
 
