@@ -114,7 +114,8 @@ class Audits:
         self._scan(head)
         now = time.time()
         unpaid = self.p.journal.unpaid()
-        self._touched &= {rec.job_id for rec in unpaid}  # the logs name other providers' jobs too
+        unpaid_ids = {rec.job_id for rec in unpaid}
+        self._touched &= unpaid_ids  # the logs name other providers' jobs too
         for rec in unpaid:
             job_id = rec.job_id
             touched = job_id in self._touched
@@ -129,7 +130,7 @@ class Audits:
                     self._completions.pop(job_id, None)  # read afresh next time (a reorg may have moved it)
                 else:
                     self._touched.discard(job_id)
-        self._settle_due({rec.job_id for rec in unpaid})
+        self._settle_due(unpaid_ids)
         for job_id in sorted(self.duties):
             self._duty(job_id, head)
 

@@ -132,10 +132,13 @@ def _gas_scenario(url: str) -> dict[str, int]:
         job, t = claimed(mk)
         return job, t, complete(mk, job, t, output=output)
 
-    def unselected(mk: Market) -> tuple[int, JobTerms, Completion]:
-        """A completed job of the default market that the draw did not select (9 in 10 are not)."""
+    def unselected(mk: Market, start: Callable[[], tuple[int, JobTerms]] | None = None,
+                   ) -> tuple[int, JobTerms, Completion]:
+        """A completed job of the default market that the draw did not select (9 in 10 are not),
+        started by `start` (default: posted and claimed)."""
         while True:
-            job, t, c = completed(mk)
+            job, t = start() if start else claimed(mk)
+            c = complete(mk, job, t)
             advance(1)  # the draw reads the completion block's hash
             if not mk.audit_selected(job, t, c):
                 return job, t, c
@@ -189,9 +192,9 @@ def _gas_scenario(url: str) -> dict[str, int]:
     offer = offers.sign(prov, offers.Offer(prov.address, keccak(MODEL), REPRO_CLASS, TOKEN, 600, 4,
                                            now() + 30 * 86_400, 0), int(w3.eth.chain_id), m.address)
 
-    def offered(key: str | None = None) -> tuple[int, JobTerms]:
+    def offered(key: str | None = None, under: offers.Offer = offer) -> tuple[int, JobTerms]:
         p = m.post_params(MODEL, SPEC, TOKEN, now() + 3600, 600, prov.address)
-        r = g(key, sc, m.fn("postJobWithOffer", p, offer.as_tuple(), offer.signature))
+        r = g(key, sc, m.fn("postJobWithOffer", p, under.as_tuple(), under.signature))
         job = m.job_posted_id(r)
         return job, m.posted(job).terms
 
@@ -201,18 +204,7 @@ def _gas_scenario(url: str) -> dict[str, int]:
     sp.transact(m.fn("addStake", 200 * TOKEN))  # collateral (15x) of SETTLE_BATCH jobs open at once
     wide = offers.sign(prov, replace(offer, max_open_jobs=2 * SETTLE_BATCH, signature=b""),
                        int(w3.eth.chain_id), m.address)
-    batch: list[tuple[int, JobTerms, Completion]] = []
-    while len(batch) < SETTLE_BATCH:
-        p = m.post_params(MODEL, SPEC, TOKEN, now() + 3600, 600, prov.address)
-        job = m.job_posted_id(sc.transact(m.fn("postJobWithOffer", p, wide.as_tuple(), wide.signature)))
-        t = m.posted(job).terms
-        c = complete(m, job, t)
-        advance(1)  # the draw reads the completion block's hash
-        if not m.audit_selected(job, t, c):
-            batch.append((job, t, c))
-            continue
-        advance(3601)  # drawn: audited by nobody yet, skipped and paid, as in settled_lifecycle
-        sx.transact(m.fn("startAudit", job, t.as_tuple(), c.as_tuple()))
+    batch = [unselected(m, lambda: offered(under=wide)) for _ in range(SETTLE_BATCH)]
     advance(3601)
     r = sx.transact(m.fn("settleMany", [j for j, _, _ in batch], [t.as_tuple() for _, t, _ in batch],
                          [c.as_tuple() for _, _, c in batch]))
