@@ -115,7 +115,9 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
     mapping(address account => EncryptionKey) private _encryptionKeys;
 
     /// @inheritdoc IJobMarket
-    mapping(address provider => uint64) public offerNonce;
+    function offerNonce(address provider) external view returns (uint64) {
+        return _s.providers[provider].offerNonce;
+    }
 
     /// @param token_ the payment token
     /// @param arbiter_ the dispute arbiter (a contract implementing IArbiter, or an account)
@@ -348,7 +350,7 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
                 || _s.reproClassOf[provider] != offer.reproClass
                 || ECDSA.recover(_offerDigest(offer), signature) != provider
         ) revert InvalidOffer(provider);
-        if (block.timestamp > offer.expiry || offer.nonce < offerNonce[provider]) {
+        if (block.timestamp > offer.expiry || offer.nonce < _s.providers[provider].offerNonce) {
             revert OfferVoid(provider, offer.expiry, offer.nonce);
         }
         // Exactly the price: a client paying more would raise what the provider's collateral
@@ -372,9 +374,10 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
 
     /// @inheritdoc IJobMarket
     function withdrawOffers(uint64 nonce) external {
-        uint64 current = offerNonce[msg.sender];
+        JobAudits.ProviderRecord storage pr = _s.providers[msg.sender];
+        uint64 current = pr.offerNonce;
         if (nonce <= current) revert NonceNotIncreasing(nonce, current);
-        offerNonce[msg.sender] = nonce;
+        pr.offerNonce = nonce;
         emit OffersWithdrawn(msg.sender, nonce);
     }
 

@@ -476,7 +476,7 @@ class MarketMachine(RuleBasedStateMachine):
         if self.offers and rnd.random() < 0.5:  # an earlier one: now and then one since withdrawn
             withdrawn = [x for x in self.offers if x.offer.nonce < m.offer_nonce[x.offer.provider]
                          and m.now - x.signed_at <= x.lifetime]  # an expired one is refused as expired
-            so = rnd.choice(withdrawn if withdrawn and rnd.random() < 0.3 else self.offers)
+            so = rnd.choice(withdrawn if withdrawn and rnd.random() < rare("offer withdrawn", 0.3) else self.offers)
         else:
             so = self.sign_offer(rnd)
         if rnd.random() < 0.03:  # a field changed after signing
@@ -568,13 +568,16 @@ class MarketMachine(RuleBasedStateMachine):
 
     def settle(self, rnd: Random, kind: str) -> None:
         due = self.completed_past_window(False)
-        if len(due) > 1 and rnd.random() < 0.5:
+        # Two jobs due at once are seldom enough that a path met batches 18 times and another
+        # 12 (4 of them refused): take the chance more often until both kinds are well met.
+        batches = COUNTS["settleMany"] + COUNTS[f"refused: {BAD_BATCH}"]
+        if len(due) > 1 and rnd.random() < (0.5 if batches >= 4 * MIN_COUNT else 0.9):
             # several at once, in any order, by anyone: each paid as its own settle would
             jobs = rnd.sample(due, rnd.randint(2, len(due)))
             unpayable = [(i, "DeadlineNotPassed") for i in self.jobs_where("Completed", open_window=True)]
             unpayable += [(i, "AuditRequired") for i in self.completed_past_window(True)]
             unpayable.append((jobs[0], "InvalidState"))  # listed twice: settled by its first entry
-            if 2 * COUNTS[f"refused: {BAD_BATCH}"] < COUNTS["settleMany"]:  # one batch in three
+            if COUNTS[f"refused: {BAD_BATCH}"] < COUNTS["settleMany"]:  # one batch in two
                 # one job that cannot be settled, after at least one that can: nothing is paid
                 job_id, error = rnd.choice(unpayable)
                 jobs.insert(rnd.randint(1, len(jobs)), job_id)

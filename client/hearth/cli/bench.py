@@ -17,13 +17,21 @@ def bench_group() -> None:
 
 
 @bench_group.command("gas")
+@click.option("--breakdown", is_flag=True,
+              help="instead: where the offer lifecycle's gas goes (calldata, storage, logs...), from step traces")
 @json_opt
-def bench_gas(as_json: bool) -> None:
+def bench_gas(breakdown: bool, as_json: bool) -> None:
     """Deploy on a fresh anvil and print the gas of every external function and the lifecycle."""
-    from hearth.dev.gas import gas_table
+    from hearth.dev.gas import measure
 
-    table = gas_table()
-    emit(table, as_json, "\n".join(f"{k:40} {v:>9}" for k, v in table.items()))
+    table, parts = measure(trace=breakdown)
+    if not breakdown:
+        emit(table, as_json, "\n".join(f"{k:40} {v:>9}" for k, v in table.items()))
+        return
+    fields = list(next(iter(parts.values())))
+    lines = [f"{'':38}" + "".join(f"{f:>15}" for f in fields)]
+    lines += [f"{k[:38]:38}" + "".join(f"{v[f]:>15,}" for f in fields) for k, v in parts.items()]
+    emit(parts, as_json, "\n".join(lines))
 
 
 @bench_group.command("cid")

@@ -56,6 +56,8 @@ SETTLE_MANY = f"batched: settleMany ({SETTLE_BATCH} jobs, 1% fee)"
 SETTLE_MANY_PER_JOB = f"batched: settleMany per job (1/{SETTLE_BATCH})"
 BATCHED_STEPS = ("offer: postJobWithOffer", "offer: complete", SETTLE_MANY_PER_JOB)
 BATCHED_TOTAL = f"batched: total lifecycle postJobWithOffer+complete+settleMany/{SETTLE_BATCH}"
+# The offer lifecycle's transactions, whose gas `hearth bench gas --breakdown` takes apart.
+BREAKDOWN_KEYS = ("offer: postJobWithOffer", "offer: complete", "offer: settle (1% fee)", SETTLE_MANY)
 AUDITED_TOTAL = "audited: total post+claim+complete+startAudit+commitAudit+reveal+reveal"
 
 
@@ -70,24 +72,73 @@ def gas_table() -> dict[str, int]:
     """Gas of every external function in a fixed, warm scenario on a fresh anvil, plus the three
     lifecycles broken down: the default market's (settled after the window, 1% fee), the same
     under a signed offer, and the audited one's (a random audit that upholds the result)."""
-    proc, url = start_anvil()
+    return measure()[0]
+
+
+def measure(trace: bool = False) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The gas table and, with `trace`, where the gas of the offer lifecycle's transactions
+    goes (BREAKDOWN_KEYS, see tx_breakdown), from the same run on an anvil that records steps."""
+    proc, url = start_anvil(extra=("--steps-tracing",) if trace else ())
     try:
-        return _gas_scenario(url)
+        table, receipts = _gas_scenario(url)
+        w3 = connect(url)
+        return table, {k: tx_breakdown(w3, receipts[k]) for k in BREAKDOWN_KEYS} if trace else {}
     finally:
         stop_proc(proc)
 
 
-def _gas_scenario(url: str) -> dict[str, int]:
+def tx_breakdown(w3: Any, receipt: Any) -> dict[str, int]:
+    """Where one transaction's gas goes, from its geth-style step trace: the base fee, calldata
+    (4 gas a zero byte, 16 any other), SSTOREs (`fresh_slots`: zero to non-zero, 20,000 or more
+    each), SLOADs (`cold_reads`: 2,100 each), LOG0-4 (topics and data), the rest of execution
+    (arithmetic, hashing, memory, calls, ecrecover) and the refund of cleared slots (at most a
+    fifth of the gas, EIP-3529). The trace's own count must come to the receipt's gasUsed
+    (`accounted`), which tests check: a category left out would show there."""
+    tx_hash = receipt["transactionHash"]
+    data = bytes(w3.eth.get_transaction(tx_hash)["input"])
+    zeros = data.count(0)
+    calldata = 4 * zeros + 16 * (len(data) - zeros)
+    opts = {"disableStack": True, "disableStorage": True, "disableMemory": True}
+    steps = w3.provider.make_request("debug_traceTransaction", [tx_hash.to_0x_hex(), opts])["result"]["structLogs"]
+
+    def costs(*ops: str) -> list[int]:
+        return [int(s["gasCost"]) for s in steps if s["op"] in ops]
+
+    last = steps[-1]  # the outer frame's RETURN or STOP
+    execution = int(steps[0]["gas"]) - (int(last["gas"]) - int(last["gasCost"]))
+    spent = 21_000 + calldata + execution
+    refund = min(int(last["refund"]), spent // 5)
+    writes, reads, logs = costs("SSTORE"), costs("SLOAD"), costs("LOG0", "LOG1", "LOG2", "LOG3", "LOG4")
+    return {
+        "gas_used": int(receipt["gasUsed"]),
+        "accounted": spent - refund,
+        "base": 21_000,
+        "calldata_bytes": len(data),
+        "calldata": calldata,
+        "storage_writes": sum(writes),
+        "fresh_slots": sum(c >= 20_000 for c in writes),
+        "storage_reads": sum(reads),
+        "cold_reads": sum(c >= 2_100 for c in reads),
+        "logs": sum(logs),
+        "rest": execution - sum(writes) - sum(reads) - sum(logs),
+        "refund": refund,
+    }
+
+
+def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
+    """The gas table, and the receipt of each transaction measured in it, by key."""
     w3 = connect(url)
     owner, client, prov, other, treasury, aud = dev_accounts(6)
     so, sc, sp, sx, sa = (Sender(w3, a) for a in (owner, client, prov, other, aud))
     out: dict[str, int] = {}
+    receipts: dict[str, Any] = {}
 
     def g(key: str | None, s: Sender, fn: Any) -> Any:
         """Send; record its gas under `key` (None: a warm-up, not recorded)."""
         r = s.transact(fn)
         if key:
             out[key] = int(r["gasUsed"])
+            receipts[key] = r
         return r
 
     token = _deploy(w3, so, "HearthToken", owner.address, SUPPLY)
@@ -206,9 +257,8 @@ def _gas_scenario(url: str) -> dict[str, int]:
                        int(w3.eth.chain_id), m.address)
     batch = [unselected(m, lambda: offered(under=wide)) for _ in range(SETTLE_BATCH)]
     advance(3601)
-    r = sx.transact(m.fn("settleMany", [j for j, _, _ in batch], [t.as_tuple() for _, t, _ in batch],
-                         [c.as_tuple() for _, _, c in batch]))
-    out[SETTLE_MANY] = int(r["gasUsed"])
+    r = g(SETTLE_MANY, sx, m.fn("settleMany", [j for j, _, _ in batch], [t.as_tuple() for _, t, _ in batch],
+                                [c.as_tuple() for _, _, c in batch]))
     out[SETTLE_MANY_PER_JOB] = -(-int(r["gasUsed"]) // SETTLE_BATCH)  # rounded up
     out[BATCHED_TOTAL] = sum(out[k] for k in BATCHED_STEPS)
 
@@ -314,4 +364,4 @@ def _gas_scenario(url: str) -> dict[str, int]:
     g("unbond", sp, m.fn("unbond"))
     advance(3601)
     g("withdrawStake", sp, m.fn("withdrawStake"))
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items())), receipts
