@@ -15,7 +15,8 @@ Faults, each off by default, drawn from a seeded generator (so a failing run can
   refused with Infura's "query returned more than N results".
 - `latency`: seconds added to every answer.
 - `lag_share`: that share of eth_blockNumber answers comes from a node `lag_blocks` behind.
-`raw_transactions` keeps every signed transaction forwarded (to count replacements).
+`raw_transactions` keeps every signed transaction forwarded (to count replacements);
+`counts["method:NAME"]` how many requests of each method arrived.
 Thread-per-request (ThreadingHTTPServer); `stop()` shuts the server down from its own thread
 object, no process involved.
 """
@@ -110,6 +111,7 @@ class RpcProxy(Served):
     def answer(self, req: dict[str, Any]) -> dict[str, Any]:
         """The (possibly faulty) answer to one JSON-RPC request."""
         method, params, rid = req.get("method"), req.get("params") or [], req.get("id")
+        self.count(f"method:{method}")
         if method == "eth_sendRawTransaction" and params:
             with self._lock:
                 self.raw_transactions.append(str(params[0]))
