@@ -81,8 +81,10 @@ def measure(trace: bool = False) -> tuple[dict[str, int], dict[str, dict[str, in
     proc, url = start_anvil(extra=("--steps-tracing",) if trace else ())
     try:
         table, receipts = _gas_scenario(url)
+        if not trace:
+            return table, {}
         w3 = connect(url)
-        return table, {k: tx_breakdown(w3, receipts[k]) for k in BREAKDOWN_KEYS} if trace else {}
+        return table, {k: tx_breakdown(w3, receipts[k]) for k in BREAKDOWN_KEYS}
     finally:
         stop_proc(proc)
 
