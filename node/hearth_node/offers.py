@@ -3,8 +3,9 @@ needs, its open-job limit, its reproducibility class), published as a document o
 goes on chain (publishOffers). Clients read the pointer from the chain and the document from
 IPFS, so a node behind NAT publishes without accepting a connection. Republished halfway to
 their expiry, withdrawn (offer nonce raised) when the node stops; a node that dies leaves them
-live until they expire (`offer_ttl`, half an hour by default), and jobs assigned meanwhile run
-when it is back within their windows, or expire. A class change voids them on chain."""
+live until they expire (`offer_ttl`, half an hour by default) or it starts again (it withdraws
+them first: they may carry a price or limits it no longer offers), and jobs assigned meanwhile
+run when it is back within their windows, or expire. A class change voids them on chain."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from hearth.formats import offers
 from hearth.formats.cid import CID
 from hearth.ipfs.kubo import KuboClient
 
+from hearth_node.journal import Journal
+
 log = logging.getLogger("hearth.node")
 
 
@@ -32,8 +35,8 @@ class OfferBook:
     """Keeps this node's offers published while it runs."""
 
     def __init__(self, market: Market, sender: Sender, ipfs: KuboClient, models: list[CID], repro_class: bytes,
-                 price: int, window: int, max_open_jobs: int, ttl: int) -> None:
-        self.market, self.sender, self.ipfs = market, sender, ipfs
+                 price: int, window: int, max_open_jobs: int, ttl: int, journal: Journal) -> None:
+        self.market, self.sender, self.ipfs, self.journal = market, sender, ipfs, journal
         self.models, self.repro_class = models, repro_class
         self.price, self.window, self.max_open_jobs, self.ttl = price, window, max_open_jobs, ttl
         self.expiry = 0
@@ -53,10 +56,13 @@ class OfferBook:
         cid = self.ipfs.add(offers.document(signed, chain_id, market), pin=True)
         self.sender.transact(self.market.fn("publishOffers", cid.to_bytes()))
         self.expiry = expiry
+        self.journal.set_kv("offers_expiry", str(expiry))  # live beyond a crash: the next start voids them
         log.info("published %d offers (%s), valid for %d s", len(signed), cid, self.ttl)
         return str(cid)
 
     def start(self) -> None:
+        if int(self.journal.get_kv("offers_expiry") or 0) > time.time():
+            self._withdraw("offers of the last run withdrawn (it ended without withdrawing them)")
         self._publish_or_warn()  # before the node reports up, so a client right after finds them
         self._thread = threading.Thread(target=self._loop, name="offers", daemon=True)
         self._thread.start()
@@ -74,13 +80,18 @@ class OfferBook:
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self.expiry:
-            try:
-                me = self.sender.address
-                nonce = int(self.market.call(self.market.contract.functions.offerNonce(me))) + 1
-                self.sender.transact(self.market.fn("withdrawOffers", nonce))
-                log.info("offers withdrawn")
-            except Exception as e:  # noqa: BLE001  (stopping: they expire on their own)
-                log.warning("withdrawing offers failed (they expire on their own): %s", str(e).splitlines()[0])
+            self._withdraw("offers withdrawn")
+
+    def _withdraw(self, done: str) -> None:
+        """Raise the offer nonce on chain: every offer signed so far is void."""
+        try:
+            me = self.sender.address
+            nonce = int(self.market.call(self.market.contract.functions.offerNonce(me))) + 1
+            self.sender.transact(self.market.fn("withdrawOffers", nonce))
+            self.journal.set_kv("offers_expiry", "0")
+            log.info(done)
+        except Exception as e:  # noqa: BLE001  (they expire on their own)
+            log.warning("withdrawing offers failed (they expire on their own): %s", str(e).splitlines()[0])
 
     def _loop(self) -> None:
         while not self._stop.wait(min(60.0, self.ttl / 8)):

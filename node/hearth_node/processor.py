@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +106,12 @@ class Processor:
     # ------------------------------------------------------------------ starting and failing
 
     def on_posted(self, job: PostedJob) -> None:  # a JobPosted log: journal it, ask the guardian, prepare
-        mine = self.submitter.assigned(job) if self.journal.get(job.job_id) is None else None
-        job = mine or job  # an offer gave it to us: no claim; run it, or decline it in time
-        if not self.journal.add(job.job_id, posted_to_dict(job), assigned=mine is not None):
+        deadline = self.submitter.assigned(job) if self.journal.get(job.job_id) is None else None
+        extra: dict[str, Any] = {}
+        if deadline is not None:  # an offer gave it to us: no claim; run it, or decline it in time
+            job, last = self.submitter.act_by(job, deadline, self.clock())
+            extra = {"assigned": True, "deadline": deadline, "decline_by": last}
+        if not self.journal.add(job.job_id, posted_to_dict(job), **extra):
             return
         decision = guardian.check_event(job, self.policy, int(self.clock()))
         if not isinstance(decision, guardian.Accepted):
@@ -158,10 +161,10 @@ class Processor:
             self._later.call(self.retry_first * 4, lambda: self._start(job))
 
     def _end(self, job_id: int, step: str, reason: str) -> None:
-        if step in ("skipped", "failed"):
-            self.submitter.decline_if_assigned(job_id, reason)  # ours already: give it back
         log.info("job %d %s: %s", job_id, step, reason)
         self.journal.advance(job_id, step, reason)
+        if step in ("skipped", "failed"):  # after the journal: a restart re-sends an unsent decline
+            self.submitter.decline_if_assigned(job_id, reason)  # ours already: give it back
         self._release(job_id)
 
     def _retry(self, job: PostedJob, e: Exception, delay: float, until: float, end: str,
@@ -230,10 +233,13 @@ class Processor:
                 gen, prompt = runner.speed.fastest()
                 best = None if gen is None else guardian.estimate_seconds(
                     p.tokens, p.spec.params.max_tokens, self.policy, gen, prompt)
-                # an assigned job's collateral is locked already
-                collateral = 0 if self.submitter.is_assigned(job.job_id) else self.submitter.collateral_for(job.payment)
+                assigned = self.submitter.is_assigned(job.job_id)
+                # an assigned job's collateral is locked already, and its window runs already:
+                # what it must fit is the time left, not the whole window
+                collateral = 0 if assigned else self.submitter.collateral_for(job.payment)
+                left = replace(job, completion_window=max(0, int(self.submitter.deadline(job, now) - now)))
                 stake = self.market.account(self.address).stake
-                decision = self.ledger.admit(job, work, collateral, stake, runner, best)
+                decision = self.ledger.admit(left if assigned else job, work, collateral, stake, runner, best)
         except ChainError as e:  # stake unreadable now: look again later
             decision = guardian.Deferred(f"RPC: {_first_line(e)}")
         except Unrunnable as e:  # it would fail after the claim: never claim it

@@ -117,7 +117,7 @@ class NodeService:
         # cannot start in time it declines (the client is refunded).
         in_window = max_open_jobs_in_window(s.max_open_jobs, self.market.dispute_window(), s.offer_window)
         self.offers = OfferBook(self.market, self.sender, self.ipfs, self.model_cids, self.repro_class, s.min_price,
-                                s.offer_window, in_window, s.offer_ttl) if s.offer_ttl else None
+                                s.offer_window, in_window, s.offer_ttl, self.journal) if s.offer_ttl else None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self.api_port = s.api_port or free_port()

@@ -95,21 +95,26 @@ class Submitter:
         self.journal.note(job.job_id, deadline=deadline)
         return float(deadline)
 
-    def assigned(self, job: PostedJob) -> PostedJob | None:
-        """`job` as this node must treat it if a provider offer gave it to us in its post
-        transaction (JobClaimed for us in the same receipt), else None. Its claim deadline is then
-        the last moment to decline it, less a margin: a job assigned to us is run or given back,
-        and past that moment it can only expire. Read before the job is journaled, so an RPC
-        error leaves it unjournaled for the watcher to hand over again."""
+    def assigned(self, job: PostedJob) -> int | None:
+        """The completion deadline of `job` if a provider offer gave it to us in its post
+        transaction (JobClaimed for us in the same receipt), else None. Read before the job is
+        journaled, so an RPC error leaves it unjournaled for the watcher to hand over again."""
         if job.provider.lower() != self.address.lower():
             return None
         receipt = self.market.w3.eth.get_transaction_receipt(job.tx_hash)  # type: ignore[arg-type]
         claims = self.market.contract.events.JobClaimed().process_receipt(receipt, errors=DISCARD)
         mine = [e for e in claims if int(e["args"]["jobId"]) == job.job_id and e["args"]["provider"] == self.address]
-        if not mine:
-            return None
-        last = int(mine[0]["args"]["completionDeadline"]) - job.completion_window // 2 - DECLINE_MARGIN
-        return replace(job, claim_deadline=last)
+        return int(mine[0]["args"]["completionDeadline"]) if mine else None
+
+    @staticmethod
+    def act_by(job: PostedJob, deadline: int, now: float) -> tuple[PostedJob, int]:
+        """An assigned job as the pipeline must treat it, and the last moment the node declines
+        it by. Until that moment (the contract's, less a margin) its claim deadline is that
+        moment: the node runs it or gives it back by then. A job first seen after it (the node
+        was down, or behind) can no longer be given back, only run or left to expire: its claim
+        deadline is then its completion deadline less the margin, so it still runs if it fits."""
+        last = deadline - job.completion_window // 2 - DECLINE_MARGIN
+        return replace(job, claim_deadline=last if now < last else deadline - DECLINE_MARGIN), last
 
     def decline_if_assigned(self, job_id: int, reason: str) -> None:
         """Give back an assigned job the node will not run (the client is refunded, our
@@ -118,17 +123,25 @@ class Submitter:
         if rec is None or not rec.data.get("assigned"):
             return
         job = posted_from_dict(rec.posted)
+        decline_by = float(rec.data.get("decline_by", job.claim_deadline))
+        if time.time() > decline_by + DECLINE_MARGIN:  # the contract would refuse (DeclineTooLate)
+            log.warning("job %d: too late to decline; it will expire", job_id)
+            return
+        job = replace(job, claim_deadline=int(decline_by))
         threading.Thread(target=self._decline, args=(job, reason), name=f"decline-{job_id}", daemon=True).start()
 
     def _decline(self, job: PostedJob, reason: str) -> None:
         fn = self.market.fn("decline", job.job_id, job.terms.with_provider(self.address).as_tuple())
+        crash_point("decline")
         delay = 1.0
         while True:
             try:
                 self.sender.transact(fn)
+                self.journal.note(job.job_id, decline_done=True)
                 log.info("job %d declined: %s", job.job_id, reason)
                 return
             except ContractError as e:  # too late, or already moved on: it can only expire now
+                self.journal.note(job.job_id, decline_done=True)
                 log.warning("job %d: could not decline (%s)", job.job_id, e.name)
                 return
             except ChainError as e:
@@ -232,6 +245,13 @@ class Submitter:
             if rec in signed and rec is signed[-1]:
                 self.sender.resync()
         self.sender.resync()
+        # Declines go out on threads of their own after the job is journaled as ended: one the
+        # last run did not see through is sent again while the contract still takes it.
+        for step in ("skipped", "failed"):
+            for rec in self.journal.jobs(step):
+                if (rec.data.get("assigned") and not rec.data.get("decline_done")
+                        and time.time() <= float(rec.data.get("decline_by", 0)) + DECLINE_MARGIN):
+                    self.decline_if_assigned(rec.job_id, rec.reason or step)
 
     def _recover_one(self, rec: JobRecord, start: Callable[[PostedJob], None]) -> None:
         job = posted_from_dict(rec.posted)
@@ -246,8 +266,9 @@ class Submitter:
             return
         if rec.step == "seen" and state == "Claimed" and self.market.current_terms(job.job_id).provider == self.address:
             # ours with no claim of ours: an offer assigned it, and it was not started yet
-            self.journal.note(job.job_id, assigned=True)
-            start(job)  # prepare it: run it, or decline it in time
+            job, last = self.act_by(job, slot.deadline, time.time())
+            self.journal.note(job.job_id, assigned=True, deadline=slot.deadline, decline_by=last)
+            start(job)  # prepare it: run it, or decline it in time (or, too late for that, run it)
             return
         if rec.step == "seen":
             self.journal.advance(job.job_id, "lost", f"on-chain state {state} at restart")

@@ -128,6 +128,36 @@ def test_catch_up_after_node_downtime(env: Localnet) -> None:
     node2.wait_job(job_id, ("completed",))
 
 
+def test_assigned_job_found_after_its_last_decline_moment_still_runs(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A job an offer assigned while the node was down, found when it can no longer be given
+    back (its window half gone), is run in the time left instead of skipped to expire."""
+    config = tmp_path / "node.toml"
+    config.write_text("offer_window = 40\n")  # the last moment to decline: 10 s after the post
+    node = env.start_node(extra=("--config", str(config)))
+    env.kill_node(node)  # its offers stay live until they expire
+    job_id = post_only(env, "--timeout", "40s")
+    deadline = env.market.job(job_id).deadline
+    time.sleep(max(0.0, deadline - 40 + 12 - time.time()))  # past the last moment to decline
+    node2 = env.start_node(extra=("--config", str(config)))
+    view = node2.wait_job(job_id, ("completed", "skipped", "failed"), timeout=40)
+    assert view["step"] == "completed", view
+    assert env.market.job(job_id).state in ("Completed", "Settled")
+
+
+def test_restart_after_a_crash_voids_the_offers_left_live(env: Localnet) -> None:
+    """Offers a killed node could not withdraw are voided when it starts again (they may carry a
+    price or limits it no longer offers); new ones are published under the raised nonce."""
+    nonce = lambda: int(env.market.call(env.market.contract.functions.offerNonce(dev_account(1).address)))  # noqa: E731
+    node = env.start_node()
+    before = nonce()
+    env.kill_node(node)
+    node2 = env.start_node()
+    assert nonce() == before + 1
+    assert "offers of the last run withdrawn" in node2.log.read_text()
+    out = submit(env)  # under the new offer
+    assert out["assigned"] == dev_account(1).address
+
+
 @pytest.mark.slow
 def test_rpc_down_30s_then_back(env: Localnet) -> None:
     node = env.start_node()
@@ -153,6 +183,19 @@ def test_tampered_spec_is_never_claimed(env: Localnet, how: str) -> None:
     view = node2.wait_job(job_id, ("skipped",))
     assert "failed verification" in view["reason"]
     assert wait_state(env, job_id, "Posted" if how == "open" else "Cancelled")
+
+
+def test_a_decline_cut_short_by_a_crash_is_sent_after_the_restart(env: Localnet) -> None:
+    """The node journals an assigned job it will not run as skipped, then declines it on a thread
+    of its own: killed in between, it sends the decline when it starts again."""
+    env.kill_node(env.start_node())
+    job_id = post_only(env)  # under the node's offer, while it is down
+    env.corrupt_block_of(env.market.posted(job_id).spec_cid)
+    node = env.start_node(crash_at="decline", wait=False)
+    node.proc.wait(timeout=90)
+    assert node.proc.returncode == 137 and env.market.job(job_id).state == "Claimed"
+    env.start_node()
+    assert wait_state(env, job_id, "Cancelled")
 
 
 def test_tampered_model_is_never_run(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
