@@ -4,9 +4,11 @@ IJobMarket.postJobWithOffer).
 A provider's latest OffersPublished log points to its document on IPFS. An offer counts only if
 its signature is one the contract takes and the provider's, and the chain would take it now: the
 provider active, serving the model, still of the offer's class, the nonce not withdrawn, not
-expiring within a minute, fewer open jobs than it allows. Documents are fetched in parallel
-under one time budget, and a provider whose document or records cannot be read is skipped, so
-one hostile or offline provider costs a submit little. A job under an offer pays exactly its
+expiring within a minute, fewer open jobs than it allows. Only the documents of providers the
+chain shows active and serving the model are fetched (every provider that ever published stays
+in the logs), in parallel and all within one time budget (fetches not done by then are
+abandoned), and a provider whose document or records cannot be read is skipped, so hostile or
+offline providers cost a submit little. A job under an offer pays exactly its
 price. Among the offers that fit the job (price at most the payment, window at most the job's,
 stake for the collateral), the client prefers the provider whose record on this market is best
 (completed / (claimed - declined): a declined job is refunded and says nothing of the provider,
@@ -16,12 +18,14 @@ one failure), then the cheaper one."""
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from eth_utils import keccak, to_checksum_address
 
 from hearth.chain.market import Market
+from hearth.chain.types import Account
 from hearth.errors import HearthError
 from hearth.formats import offers
 from hearth.formats.cid import CID
@@ -57,33 +61,45 @@ def live_offers(market: Market, ipfs: KuboClient, model_cid: bytes, now: int) ->
     for ev in market.logs("OffersPublished", market.deploy_block, "latest"):
         latest[to_checksum_address(ev["args"]["provider"])] = bytes(ev["args"]["cid"])  # the last one counts
     chain_id = int(market.w3.eth.chain_id)
+    accounts: dict[str, Account] = {}
+    for provider in latest:
+        try:
+            acct = market.account(provider)
+            if acct.status == "Active" and market.serves(provider, model_cid):
+                accounts[provider] = acct
+        except HearthError as e:  # its records unreadable now: skip it, as an unreadable document
+            log.info("offers of %s skipped: %s", provider, str(e).splitlines()[0])
+    end = time.monotonic() + FETCH_BUDGET
 
     def fetch(cid: bytes) -> list[Offer]:
-        return offers.parse_document(ipfs.cat(CID.parse(cid), offers.MAX_DOCUMENT_BYTES, FETCH_BUDGET),
-                                     chain_id, market.address)
+        left = end - time.monotonic()  # a fetch that starts late gets only what is left
+        if left <= 0:
+            raise TimeoutError
+        return offers.parse_document(ipfs.cat(CID.parse(cid), offers.MAX_DOCUMENT_BYTES, left), chain_id, market.address)
 
-    with ThreadPoolExecutor(FETCHERS) as pool:
-        futures = {p: pool.submit(fetch, cid) for p, cid in latest.items()}
+    pool = ThreadPoolExecutor(FETCHERS)
+    try:
+        futures = {p: pool.submit(fetch, latest[p]) for p in accounts}
         wait(futures.values(), timeout=FETCH_BUDGET)
-        out = []
-        for provider, fut in futures.items():
-            if not fut.done():
-                log.info("offers of %s skipped: its document did not arrive in %.0f s", provider, FETCH_BUDGET)
-                continue
-            try:
-                out += _valid(market, provider, fut.result(), model_cid, now, chain_id)
-            except (HearthError, SpecError, ValueError) as e:  # unreadable: its loss, not the client's
-                log.info("offers of %s skipped: %s", provider, str(e).splitlines()[0])
+    finally:  # what has not arrived is abandoned, not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
+    out = []
+    for provider, fut in futures.items():
+        if not fut.done() or fut.cancelled() or isinstance(fut.exception(), TimeoutError):
+            log.info("offers of %s skipped: its document did not arrive in %.0f s", provider, FETCH_BUDGET)
+            continue
+        try:
+            out += _valid(market, provider, accounts[provider], fut.result(), model_cid, now, chain_id)
+        except (HearthError, SpecError, ValueError) as e:  # unreadable: its loss, not the client's
+            log.info("offers of %s skipped: %s", provider, str(e).splitlines()[0])
     return out
 
 
-def _valid(market: Market, provider: str, doc: list[Offer], model_cid: bytes, now: int, chain_id: int) -> list[Candidate]:
+def _valid(market: Market, provider: str, acct: Account, doc: list[Offer], model_cid: bytes, now: int,
+           chain_id: int) -> list[Candidate]:
     key, c = keccak(model_cid), market.contract.functions
     mine = [o for o in doc if o.provider == provider and o.model_key == key and o.expiry > now + EXPIRY_MARGIN]
     if not mine:
-        return []
-    acct = market.account(provider)
-    if acct.status != "Active" or not market.serves(provider, model_cid):
         return []
     repro_class, nonce = bytes(market.call(c.reproClassOf(provider))), int(market.call(c.offerNonce(provider)))
     ok = [o for o in mine if o.repro_class == repro_class and o.nonce >= nonce and acct.open_jobs < o.max_open_jobs

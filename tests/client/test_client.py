@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from hearth.chain.sender import Sender
@@ -172,3 +173,41 @@ def test_accounts_and_models(env: Localnet, tmp_path: Path) -> None:
     assert models[0]["name"] == "smollm2-135m"
     help_ = env.hearth("job", "submit", "--help")
     assert help_.returncode == 0 and "--claim-timeout" in help_.stdout
+
+
+def test_offers_are_fetched_only_from_active_providers(env: Localnet) -> None:
+    """Every provider that ever published stays in the logs: the client fetches the documents of
+    those the chain shows active and serving the model only (a gone provider's document may be
+    nowhere, and each would cost a submit its fetch timeout)."""
+    import hashlib
+    import os
+
+    from hearth.models import bundled
+    from hearth.offers import live_offers
+
+    m = env.market
+    model_cid = CID.parse(bundled().cid).to_bytes()
+    env.start_node()
+    gone = Sender(env.w3, dev_account(3))
+    gone.transact(m.token.functions.approve(m.address, 100 * 10**18))
+    gone.transact(m.fn("deposit", 100 * 10**18))
+    gone.transact(m.fn("register", 50 * 10**18, 0, b"gone".ljust(32, b"\0"), [model_cid]))
+    nowhere = CID.parse(bytes.fromhex("1220") + hashlib.sha256(os.urandom(32)).digest())  # never added
+    gone.transact(m.fn("publishOffers", nowhere.to_bytes()))
+    gone.transact(m.fn("unbond"))
+    env.w3.provider.make_request("evm_increaseTime", [int(m.call(m.contract.functions.unbondingDelay())) + 1])  # type: ignore[arg-type]
+    env.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    gone.transact(m.fn("withdrawStake"))
+
+    fetched: list[str] = []
+    with KuboClient(env.ipfs_api) as ipfs:
+        cat = ipfs.cat
+
+        def spy(cid: CID, *a: Any, **k: Any) -> bytes:
+            fetched.append(str(cid))
+            return cat(cid, *a, **k)
+
+        ipfs.cat = spy  # type: ignore[method-assign, assignment]
+        (found,) = live_offers(m, ipfs, model_cid, int(env.w3.eth.get_block("latest")["timestamp"]))
+    assert found.offer.provider == dev_account(1).address
+    assert len(fetched) == 1 and str(nowhere) not in fetched
