@@ -198,6 +198,21 @@ def test_a_decline_cut_short_by_a_crash_is_sent_after_the_restart(env: Localnet)
     assert wait_state(env, job_id, "Cancelled")
 
 
+def test_a_job_declined_under_an_offer_is_posted_again_as_an_open_job(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The only offer is from a node that takes at most 8 tokens: it declines the 16-token job;
+    submit posts it again as an open job, which a node without offers claims and answers."""
+    small, open_only = tmp_path / "small.toml", tmp_path / "open.toml"
+    small.write_text("max_tokens = 8\n")
+    open_only.write_text("offer_ttl = 0\n")
+    env.start_node(1, extra=("--config", str(small)))
+    env.start_node(3, extra=("--config", str(open_only)))  # (dev account 2 is the client)
+    out = submit(env)
+    (first,) = out["declined"]
+    assert env.market.job(first).state == "Cancelled"
+    assert out["job_id"] != first and out["assigned"] is None and "Paris" in out["output"]
+    assert out["provider"] == dev_account(3).address
+
+
 def test_tampered_model_is_never_run(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"GGUF" + bytes(range(256)) * 2000)

@@ -62,7 +62,10 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
                top_p: float, seed: int, stop: tuple[str, ...], payment: str, provider: str | None, no_offers: bool,
                public: bool, raw: bool, claim_timeout: str, completion: str, no_wait: bool, auto_expire: bool,
                as_json: bool) -> None:
-    """Post a job with its payment locked, follow it live, and print the verified answer."""
+    """Post a job with its payment locked, follow it live, and print the verified answer.
+
+    Under a provider's offer unless --no-offers or none fits; a job that provider declines (one it
+    will not run) is posted again, once, as an open job for any provider to claim."""
     from web3 import Web3
 
     from hearth import jobs, models
@@ -86,47 +89,58 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     ref = models.resolve(model)
     spec = make_spec(ref.cid, ref.sha256, prompt, msgs, Params(max_tokens, temperature, top_p, seed, stop))
     wei = parse_amount(payment)
-    posted = jobs.post(c.market, c.sender, c.account, c.ipfs, spec, wei, parse_duration(claim_timeout),
-                       parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
-                       pins=c.pins, private=not public, use_offers=not no_offers)
-    out: dict[str, Any] = {"job_id": posted.job_id, "spec_cid": posted.spec_cid, "post_tx": posted.tx_hash,
-                           "post_gas": posted.gas_used, "private": not public, "assigned": posted.assigned or None,
-                           "payment": posted.payment / TOKEN}
-    if posted.readers:
-        out["readers"] = list(posted.readers)
-    if posted.spec_pins:
-        out["spec_pins"] = posted.spec_pins
-        failed = {k: v for k, v in posted.spec_pins.items() if v.startswith("failed")}
-        if failed and not as_json:
-            click.echo(f"warning: remote pin of the spec {failed}", err=True)
-    if not as_json:
-        click.echo(f"job {posted.job_id} posted (tx {posted.tx_hash}, {posted.gas_used} gas), "
-                   f"{posted.payment / TOKEN:g} HRT locked; spec {posted.spec_cid}"
-                   + (f"; assigned to {posted.assigned} under its offer" if posted.assigned else "")
-                   + (f" (private: sealed to you and {len(posted.readers) - 1} provider(s))" if posted.readers else ""),
-                   err=True)
-    if no_wait:
-        emit(out, as_json, str(posted.job_id))
-        return
-    timeline = []
-    history: list[tuple[str, Any]] = []  # the job's events as follow() saw them: read once
-    try:
-        for u in jobs.follow(c.market, posted.job_id):
-            timeline.append({"state": u.state, "elapsed": round(u.elapsed, 3)})
-            if u.event is not None:
-                history.append(("Job" + u.state, u.event))
-            _print_update(u, as_json)
-            if u.state == "DeadlinePassed":
-                if u.detail["state"] == "Posted" and auto_expire:
-                    _job_tx(c, "expire", posted.job_id)
-                    fail(f"no provider claimed job {posted.job_id} in time; expired it and refunded "
-                          f"{posted.payment / TOKEN:g} HRT to your deposit")
-                what = "claimed" if u.detail["state"] == "Posted" else "completed"
-                fail(f"job {posted.job_id} was not {what} before its deadline",
-                      hint=f"get your refund: hearth job expire {posted.job_id} (or submit with --auto-expire)")
-    except KeyboardInterrupt:
-        click.echo(f"\njob {posted.job_id} keeps running; follow it with: hearth job status {posted.job_id}", err=True)
-        sys.exit(130)
+    use_offers, declined = not no_offers, list[int]()
+    while True:  # a job an offer's provider declines is posted again once, as an open job
+        posted = jobs.post(c.market, c.sender, c.account, c.ipfs, spec, wei, parse_duration(claim_timeout),
+                           parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
+                           pins=c.pins, private=not public, use_offers=use_offers)
+        out: dict[str, Any] = {"job_id": posted.job_id, "spec_cid": posted.spec_cid, "post_tx": posted.tx_hash,
+                               "post_gas": posted.gas_used, "private": not public, "assigned": posted.assigned or None,
+                               "payment": posted.payment / TOKEN}
+        if posted.readers:
+            out["readers"] = list(posted.readers)
+        if posted.spec_pins:
+            out["spec_pins"] = posted.spec_pins
+            failed = {k: v for k, v in posted.spec_pins.items() if v.startswith("failed")}
+            if failed and not as_json:
+                click.echo(f"warning: remote pin of the spec {failed}", err=True)
+        if not as_json:
+            click.echo(f"job {posted.job_id} posted (tx {posted.tx_hash}, {posted.gas_used} gas), "
+                       f"{posted.payment / TOKEN:g} HRT locked; spec {posted.spec_cid}"
+                       + (f"; assigned to {posted.assigned} under its offer" if posted.assigned else "")
+                       + (f" (private: sealed to you and {len(posted.readers) - 1} provider(s))" if posted.readers else ""),
+                       err=True)
+        if no_wait:
+            emit(out, as_json, str(posted.job_id))
+            return
+        timeline = []
+        history: list[tuple[str, Any]] = []  # the job's events as follow() saw them: read once
+        try:
+            for u in jobs.follow(c.market, posted.job_id):
+                timeline.append({"state": u.state, "elapsed": round(u.elapsed, 3)})
+                if u.event is not None:
+                    history.append(("Job" + u.state, u.event))
+                _print_update(u, as_json)
+                if u.state == "DeadlinePassed":
+                    if u.detail["state"] == "Posted" and auto_expire:
+                        _job_tx(c, "expire", posted.job_id)
+                        fail(f"no provider claimed job {posted.job_id} in time; expired it and refunded "
+                              f"{posted.payment / TOKEN:g} HRT to your deposit")
+                    what = "claimed" if u.detail["state"] == "Posted" else "completed"
+                    fail(f"job {posted.job_id} was not {what} before its deadline",
+                          hint=f"get your refund: hearth job expire {posted.job_id} (or submit with --auto-expire)")
+        except KeyboardInterrupt:
+            click.echo(f"\njob {posted.job_id} keeps running; follow it with: hearth job status {posted.job_id}", err=True)
+            sys.exit(130)
+        if any(t["state"] == "Declined" for t in timeline) and posted.assigned and provider is None and use_offers:
+            click.echo(f"the provider declined job {posted.job_id} (it will not run it; the payment is back in "
+                       "your deposit): posting it again as an open job, for any provider to claim", err=True)
+            declined.append(posted.job_id)
+            use_offers = False
+            continue
+        break
+    if declined:
+        out["declined"] = declined
     states = [t["state"] for t in timeline]
     if "Declined" in states:
         fail(f"the provider declined job {posted.job_id} (it will not run it); the payment is back in your deposit",
