@@ -4,6 +4,8 @@ llama.cpp, so it belongs to the package that owns the runner)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +14,23 @@ from hearth.cli.common import Ctx, emit, json_opt, pass_ctx
 from hearth.errors import UserError
 from hearth.formats.units import parse_amount
 from hearth.settings import DEFAULT_IPFS_API
+
+
+def log_past_model_loads(logger: logging.Logger) -> None:
+    """Point `logger`'s stderr handlers at a copy of fd 2 taken now. llama-cpp-python points fds
+    1 and 2 at /dev/null while it loads a model (verbose=False), and whatever another thread
+    logged meanwhile was lost (a "reorg detected", an RPC error); the copy is not redirected."""
+    own = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    for h in logger.handlers:
+        if isinstance(h, logging.StreamHandler) and _fileno(h.stream) == 2:
+            h.setStream(own)
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return int(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 @click.group("node")
@@ -45,14 +64,13 @@ def node_init(output: Path, force: bool) -> None:
 def node_run(c: Ctx, config_file: Path | None, models: tuple[str, ...], min_price: str | None, api_port: int | None,
              dev_account: int | None, n_gpu_layers: int | None, data_dir: Path | None) -> None:
     """Watch the market, claim jobs this node can serve, run them, deliver results."""
-    import logging
-
     from pydantic import ValidationError
 
     from hearth_node.config import load_settings
     from hearth_node.service import NodeService
 
     logging.getLogger("hearth.node").setLevel(logging.INFO)
+    log_past_model_loads(logging.getLogger())
     try:
         s = load_settings(
             config_file, network=c.network, rpc_url=c.rpc_url,

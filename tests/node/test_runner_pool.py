@@ -5,6 +5,7 @@ llama.cpp; one test closes the real SmolLM2 while it decodes."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,24 @@ def test_close_while_the_real_model_decodes() -> None:
     runner.close()
     assert running.result(timeout=0).completion_tokens > 0
     assert isinstance(queued.exception(timeout=0), RunnerClosed)
+
+
+def test_node_log_lines_survive_a_model_load(capfd: pytest.CaptureFixture[str]) -> None:
+    """llama-cpp-python points fds 1 and 2 at /dev/null around a model load (verbose=False): a
+    line another thread of the node logs meanwhile still reaches the node's stderr."""
+    from hearth_node.cli import log_past_model_loads
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    logger = logging.getLogger("hearth.test.model-load")
+    logger.propagate = False
+    with open(2, "w", closefd=False, buffering=1) as fd2:
+        handler = logging.StreamHandler(fd2)  # as the CLI's: on fd 2
+        logger.addHandler(handler)
+        try:
+            log_past_model_loads(logger)
+            with suppress_stdout_stderr(disable=False):  # what Llama(..., verbose=False) does while loading
+                logger.warning("reorg detected at block 22 (logged while a model loads)")
+        finally:
+            logger.removeHandler(handler)
+            handler.stream.close()  # the copy of fd 2
+    assert "reorg detected at block 22" in capfd.readouterr().err
