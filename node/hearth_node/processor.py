@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +106,8 @@ class Processor:
     # ------------------------------------------------------------------ starting and failing
 
     def on_posted(self, job: PostedJob) -> None:  # a JobPosted log: journal it, ask the guardian, prepare
-        deadline = self.submitter.assigned(job) if self.journal.get(job.job_id) is None else None
-        extra: dict[str, Any] = {}
-        if deadline is not None:  # an offer gave it to us: no claim; run it, or decline it in time
-            job, last = self.submitter.act_by(job, deadline, self.clock())
-            extra = {"assigned": True, "deadline": deadline, "decline_by": last}
+        mine = self.submitter.assigned(job, self.clock()) if self.journal.get(job.job_id) is None else None
+        job, extra = mine or (job, {})  # an offer gave it to us: no claim; run it, or decline it in time
         if not self.journal.add(job.job_id, posted_to_dict(job), **extra):
             return
         decision = guardian.check_event(job, self.policy, int(self.clock()))
@@ -233,13 +230,9 @@ class Processor:
                 gen, prompt = runner.speed.fastest()
                 best = None if gen is None else guardian.estimate_seconds(
                     p.tokens, p.spec.params.max_tokens, self.policy, gen, prompt)
-                assigned = self.submitter.is_assigned(job.job_id)
-                # an assigned job's collateral is locked already, and its window runs already:
-                # what it must fit is the time left, not the whole window
-                collateral = 0 if assigned else self.submitter.collateral_for(job.payment)
-                left = replace(job, completion_window=max(0, int(self.submitter.deadline(job, now) - now)))
+                collateral, fit = self.submitter.to_admit(job, now)
                 stake = self.market.account(self.address).stake
-                decision = self.ledger.admit(left if assigned else job, work, collateral, stake, runner, best)
+                decision = self.ledger.admit(fit, work, collateral, stake, runner, best)
         except ChainError as e:  # stake unreadable now: look again later
             decision = guardian.Deferred(f"RPC: {_first_line(e)}")
         except Unrunnable as e:  # it would fail after the claim: never claim it

@@ -95,16 +95,21 @@ class Submitter:
         self.journal.note(job.job_id, deadline=deadline)
         return float(deadline)
 
-    def assigned(self, job: PostedJob) -> int | None:
-        """The completion deadline of `job` if a provider offer gave it to us in its post
-        transaction (JobClaimed for us in the same receipt), else None. Read before the job is
-        journaled, so an RPC error leaves it unjournaled for the watcher to hand over again."""
+    def assigned(self, job: PostedJob, now: float) -> tuple[PostedJob, dict[str, Any]] | None:
+        """If a provider offer gave `job` to us in its post transaction (JobClaimed for us in the
+        same receipt): the job as the pipeline must treat it (`act_by`) and what to journal with
+        it; else None. Read before the job is journaled, so an RPC error leaves it unjournaled
+        for the watcher to hand over again."""
         if job.provider.lower() != self.address.lower():
             return None
         receipt = self.market.w3.eth.get_transaction_receipt(job.tx_hash)  # type: ignore[arg-type]
         claims = self.market.contract.events.JobClaimed().process_receipt(receipt, errors=DISCARD)
         mine = [e for e in claims if int(e["args"]["jobId"]) == job.job_id and e["args"]["provider"] == self.address]
-        return int(mine[0]["args"]["completionDeadline"]) if mine else None
+        if not mine:
+            return None
+        deadline = int(mine[0]["args"]["completionDeadline"])
+        job, last = self.act_by(job, deadline, now)
+        return job, {"assigned": True, "deadline": deadline, "decline_by": last}
 
     @staticmethod
     def act_by(job: PostedJob, deadline: int, now: float) -> tuple[PostedJob, int]:
@@ -150,6 +155,14 @@ class Submitter:
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    def to_admit(self, job: PostedJob, now: float) -> tuple[int, PostedJob]:
+        """The collateral a claim of `job` would lock, and the job as admission must fit it. An
+        assigned job's collateral is locked already, and its window runs from its post: it must
+        fit the time left, not the whole window."""
+        if not self.is_assigned(job.job_id):
+            return self.collateral_for(job.payment), job
+        return 0, replace(job, completion_window=int(self.deadline(job, now) - now))
 
     def is_assigned(self, job_id: int) -> bool:
         rec = self.journal.get(job_id)
