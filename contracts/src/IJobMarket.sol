@@ -82,7 +82,8 @@ interface IJobMarket {
     /// @param provider who signed it
     /// @param modelKey keccak256 of the model's CID bytes
     /// @param reproClass the provider's reproducibility class when it signed: a class change
-    ///        voids its offers, so a client never gets a job run by another build than it chose
+    ///        raises its offer nonce, voiding its offers, so a client never gets a job run by
+    ///        another build than it chose (clients check the class before posting)
     /// @param price least payment per job
     /// @param completionWindow seconds the provider needs; a job under the offer gives at least this
     /// @param maxOpenJobs the offer assigns a job only while the provider has fewer open jobs
@@ -244,7 +245,8 @@ interface IJobMarket {
     event JobDeclined(uint256 indexed jobId, address indexed provider);
     /// @notice A provider published its current offers: a signed document at `cid` (IPFS).
     event OffersPublished(address indexed provider, bytes cid);
-    /// @notice A provider withdrew every offer with a nonce below `nonce`.
+    /// @notice Every offer of a provider with a nonce below `nonce` is void: it withdrew them, or
+    ///         changed its class, removed models or registered again.
     event OffersWithdrawn(address indexed provider, uint64 nonce);
     /// @notice A job past its deadline was ended: the client got `refund`, of which `slashed`
     ///         was the collateral of a provider that never delivered.
@@ -394,11 +396,12 @@ interface IJobMarket {
     // ---------------------------------------------------------------- providers
 
     /// @notice Become a provider: move `stake` from the internal balance into stake, set a
-    ///         minimum price and the models served (full CID bytes). Models and price of an
-    ///         earlier registration do not come back.
+    ///         minimum price and the models served (full CID bytes). Models, price and offers of
+    ///         an earlier registration do not come back (its offer nonce is raised).
     function register(uint96 stake, uint96 minPrice, bytes32 reproClass, bytes[] calldata modelCids) external;
 
-    /// @notice Change the reproducibility class (active providers without open jobs or audits).
+    /// @notice Change the reproducibility class (active providers without open jobs or audits);
+    ///         raises the offer nonce: offers signed under the old class are void.
     function setReproClass(bytes32 reproClass) external;
 
     /// @notice Move `amount` from the internal balance into stake.
@@ -410,7 +413,8 @@ interface IJobMarket {
     /// @notice Start serving models (full CID bytes). Active providers only.
     function addModels(bytes[] calldata modelCids) external;
 
-    /// @notice Stop serving models (full CID bytes). Active providers only.
+    /// @notice Stop serving models (full CID bytes). Active providers only. Raises the offer
+    ///         nonce: offers signed before, which may name these models, are void.
     function removeModels(bytes[] calldata modelCids) external;
 
     /// @notice Stop claiming jobs; stake can be withdrawn after the unbonding delay.
@@ -439,8 +443,10 @@ interface IJobMarket {
     ///         escrows the payment, locks the provider's collateral and assigns it the job
     ///         (JobPosted then JobClaimed), so nobody races to claim. `p.provider` must be the
     ///         offer's provider, the model its model; the payment exactly its price, the
-    ///         completion window at least its window; the provider active, of the offer's class,
-    ///         serving the model, with fewer open jobs than the offer allows.
+    ///         completion window at least its window; the provider active, with fewer open jobs
+    ///         than the offer allows. Class and models are not read here: the signature is the
+    ///         provider's word for them, and everything that changes them (setReproClass,
+    ///         removeModels, register) raises its offer nonce, voiding what it signed before.
     function postJobWithOffer(PostParams calldata p, Offer calldata offer, bytes calldata signature)
         external
         returns (uint256 jobId);

@@ -124,9 +124,12 @@ class Harness:
 
     # ---------------------------------------------------------------- offers
     def offer(self, provider: LocalAccount, model: bytes = MODEL_V0, price: int = TOKEN, window: int = 600,
-              max_open: int = 4, expires_in: int = 3600, nonce: int = 0, cls: bytes = CLASS_A,
+              max_open: int = 4, expires_in: int = 3600, nonce: int | None = None, cls: bytes = CLASS_A,
               signer: LocalAccount | None = None) -> Offer:
-        """An offer of `provider`, signed by it (or by `signer`'s key, over the same digest)."""
+        """An offer of `provider`, signed by it (or by `signer`'s key, over the same digest), with
+        its current offer nonce unless `nonce` is given."""
+        if nonce is None:
+            nonce = int(self.market.contract.functions.offerNonce(provider.address).call())
         o = Offer(provider.address, keccak(model), cls, price, window, max_open, self.b.now() + expires_in, nonce)
         if signer is None:
             return offers.sign(provider, o, self.chain_id, self.market.address)

@@ -147,8 +147,9 @@ class Model:
         offer, in the market's order (the offer, then the post, then the assignment); None: the
         job is posted and assigned."""
         o, p = so.offer, so.offer.provider
-        if (provider != p or model_key != o.model_key or self.cls.get(p) != o.repro_class
-                or not so.genuine):
+        # the provider's class and models are not checked: its signature vouches for them, and
+        # changing either raises its nonce (register, setReproClass, removeModels)
+        if provider != p or model_key != o.model_key or not so.genuine:
             return "offer invalid", "InvalidOffer", {"provider": p}
         expired = self.now - so.signed_at > so.lifetime
         if expired or o.nonce < self.offer_nonce[p]:
@@ -165,8 +166,6 @@ class Model:
                 "account": client, "balance": self.balance[client], "needed": payment}
         if self.status.get(p) != "Active":
             return "offer of an inactive provider", "ProviderNotActive", {"provider": p}
-        if model_key not in self.serves.get(p, set()):
-            return "offer for a model not served", "ModelNotServed", {"provider": p, "modelKey": model_key}
         if self.stake[p] < self.collateral(payment):
             return "offer job above free stake", "InsufficientStake", {
                 "provider": p, "freeStake": self.stake[p], "needed": self.collateral(payment)}

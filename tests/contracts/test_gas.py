@@ -29,8 +29,8 @@ from hearth.settings import CONTRACTS_DIR
 
 TARGETS = {
     DEFAULT_TOTAL: 215_000,  # post + claim + complete + settle after the window, with a fee
-    OFFER_TOTAL: 195_000,  # the same job posted and assigned at once under a signed offer
-    BATCHED_TOTAL: 153_000,  # the same, paid with nine other jobs by one settleMany
+    OFFER_TOTAL: 190_000,  # the same job posted and assigned at once under a signed offer
+    BATCHED_TOTAL: 149_000,  # the same, paid with nine other jobs by one settleMany
     AUDITED_TOTAL: 505_000,  # post + claim + complete + startAudit + commitAudit + two reveals, upheld
 }
 

@@ -120,16 +120,20 @@ def test_offer_that_does_not_match_is_invalid(h: Harness, actors: Actors, case: 
 
 
 def test_class_change_voids_offers_of_the_old_class(h: Harness, actors: Actors) -> None:
+    """A class change raises the offer nonce: the class is not read at the post (two cold reads
+    less), so what voids the old offers is the nonce, for good, even back in the old class."""
     client, prov, _ = actors
     o = h.offer(prov, cls=CLASS_A)
-    h.op(prov, "setReproClass", CLASS_B)
-    h.expect_revert("InvalidOffer", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address)
+    r = h.op(prov, "setReproClass", CLASS_B)
+    assert [e["args"] for e in events(h, r, "OffersWithdrawn")] == [{"provider": prov.address, "nonce": o.nonce + 1}]
+    h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address,
+                    expiry=o.expiry, nonce=o.nonce)
     job, _ = h.post_with_offer(client, h.offer(prov, cls=CLASS_B))
     h.complete(prov, job)
     h.settle(job)
-    # back in the old class (the same build), its old offers hold again: withdrawOffers ends them
     h.op(prov, "setReproClass", CLASS_A)
-    h.post_with_offer(client, o)
+    h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address,
+                    expiry=o.expiry, nonce=o.nonce)
 
 
 def high_s(sig: bytes) -> bytes:
@@ -160,17 +164,18 @@ def test_expired_offer_is_void(h: Harness, actors: Actors) -> None:
     o = h.offer(prov, expires_in=100)
     h.b.advance(200)
     h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address,
-                    expiry=o.expiry, nonce=0)
+                    expiry=o.expiry, nonce=o.nonce)
 
 
 def test_withdrawn_offer_is_void(h: Harness, actors: Actors) -> None:
     client, prov, _ = actors
-    old, kept, ahead = h.offer(prov, nonce=0), h.offer(prov, nonce=1), h.offer(prov, nonce=9)
-    r = h.op(prov, "withdrawOffers", 1)
-    assert [e["args"] for e in events(h, r, "OffersWithdrawn")] == [{"provider": prov.address, "nonce": 1}]
-    assert h.market.contract.functions.offerNonce(prov.address).call() == 1
+    n = h.market.contract.functions.offerNonce(prov.address).call()  # 1: registering raised it
+    old, kept, ahead = h.offer(prov, nonce=n), h.offer(prov, nonce=n + 1), h.offer(prov, nonce=n + 9)
+    r = h.op(prov, "withdrawOffers", n + 1)
+    assert [e["args"] for e in events(h, r, "OffersWithdrawn")] == [{"provider": prov.address, "nonce": n + 1}]
+    assert h.market.contract.functions.offerNonce(prov.address).call() == n + 1
     h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(old), provider=prov.address,
-                    expiry=old.expiry, nonce=0)
+                    expiry=old.expiry, nonce=n)
     h.post_with_offer(client, kept)
     h.post_with_offer(client, ahead)
 
@@ -215,21 +220,35 @@ def test_offer_of_a_provider_that_left(h: Harness, actors: Actors) -> None:
     h.expect_revert("ProviderNotActive", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address)
     h.b.advance(3601)
     h.op(prov, "withdrawStake")
-    # its class is cleared with its record: the offer no longer matches
-    h.expect_revert("InvalidOffer", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address)
-    # registering again in the same class revives it, but not the models of the old registration
-    h.op(prov, "register", 10 * TOKEN, 0, CLASS_A, [MODEL_V1])
-    h.expect_revert("ModelNotServed", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address,
-                    modelKey=keccak(MODEL_V0))
-    h.op(prov, "addModels", [MODEL_V0])
-    h.post_with_offer(client, o)
+    h.expect_revert("ProviderNotActive", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address)
+    # registering again, even in the same class, does not revive it: the nonce was raised
+    h.op(prov, "register", 10 * TOKEN, 0, CLASS_A, [MODEL_V0])
+    h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(o), provider=prov.address,
+                    expiry=o.expiry, nonce=o.nonce)
+    h.post_with_offer(client, h.offer(prov))
 
 
-def test_offer_for_a_model_not_served(h: Harness, actors: Actors) -> None:
+def test_removing_a_model_voids_the_offers(h: Harness, actors: Actors) -> None:
+    """The served models are not read at the post (a cold read less): removing one raises the
+    nonce, so no offer signed before (which may name it) holds."""
     client, prov, _ = actors
+    h.op(prov, "addModels", [MODEL_V1])
     o = h.offer(prov, model=MODEL_V1)
-    h.expect_revert("ModelNotServed", client, "postJobWithOffer", *h.offer_args(o, model=MODEL_V1),
-                    provider=prov.address, modelKey=keccak(MODEL_V1))
+    r = h.op(prov, "removeModels", [MODEL_V1])
+    assert [e["args"] for e in events(h, r, "OffersWithdrawn")] == [{"provider": prov.address, "nonce": o.nonce + 1}]
+    h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(o, model=MODEL_V1),
+                    provider=prov.address, expiry=o.expiry, nonce=o.nonce)
+
+
+def test_an_offer_is_the_providers_word_for_its_model(h: Harness, actors: Actors) -> None:
+    """An offer signed for a model the provider never added is taken: the signature is its
+    consent (a claim, which has none, still needs the model served)."""
+    client, prov, _ = actors
+    job, _ = h.post_with_offer(client, h.offer(prov, model=MODEL_V1), model=MODEL_V1)
+    assert h.market.job(job).state == "Claimed"
+    open_job = h.post(client, model=MODEL_V1)
+    h.expect_revert("ModelNotServed", prov, "claim", open_job, h.terms(open_job), provider=prov.address,
+                    modelKey=keccak(MODEL_V1))
 
 
 def test_offer_job_above_free_stake(h: Harness, actors: Actors) -> None:
@@ -272,12 +291,14 @@ def test_publish_offers(h: Harness, actors: Actors) -> None:
 def test_withdraw_offers_only_raises_the_nonce(h: Harness, actors: Actors) -> None:
     _, prov, other = actors
     nonce = h.market.contract.functions.offerNonce
-    h.expect_revert("NonceNotIncreasing", prov, "withdrawOffers", 0, nonce=0, current=0)
+    assert nonce(prov.address).call() == 1  # registering raised it
+    h.expect_revert("NonceNotIncreasing", prov, "withdrawOffers", 1, nonce=1, current=1)
     h.op(prov, "withdrawOffers", 5)
     for lower in (5, 3):
         h.expect_revert("NonceNotIncreasing", prov, "withdrawOffers", lower, nonce=lower, current=5)
+    others = nonce(other.address).call()
     h.op(prov, "withdrawOffers", 2**64 - 1)
-    assert (nonce(prov.address).call(), nonce(other.address).call()) == (2**64 - 1, 0)
+    assert (nonce(prov.address).call(), nonce(other.address).call()) == (2**64 - 1, others)
 
 
 # ------------------------------------------------------------------ decline

@@ -10,12 +10,13 @@ silent tiebreakers, an arbiter that lets a dispute lapse). Jobs past their windo
 at a time or several at once (settleMany, in random order).
 
 Providers also sign offers (random price, completion window, maxOpenJobs, lifetime and nonce; now
-and then a stale class, another key's signature or a field changed after signing) and withdraw
-them by raising their nonce; clients post jobs under them, now and then for another model,
-provider, a lower payment or a shorter window. The model decides whether postJobWithOffer posts
-and assigns the job in one transaction or which exact refusal it meets (invalid, expired,
-withdrawn, terms unmet, provider busy, the client's balance, an inactive provider, a model not
-served, too little free stake). Claimers decline jobs in the first half of their window, and are
+and then a stale class or a model not served, which the provider's word makes valid, another
+key's signature or a field changed after signing) and withdraw them by raising their nonce, as
+registering, a class change and a model removal do too; clients post jobs under them, now and
+then for another model, provider, a lower payment or a shorter window. The model decides whether
+postJobWithOffer posts and assigns the job in one transaction or which exact refusal it meets
+(invalid, expired, withdrawn, terms unmet, provider busy, the client's balance, an inactive
+provider, too little free stake). Claimers decline jobs in the first half of their window, and are
 refused later (DeclineTooLate).
 
 Each step is one transition the model says may happen now, drawn with weights that favour moving
@@ -82,7 +83,7 @@ TRANSITIONS = (
     "expire (claimed, slashed)", "advance time",
     "postJobWithOffer", "decline", "withdrawOffers", "refused: offer invalid", "refused: offer expired",
     "refused: offer withdrawn", "refused: offer terms unmet", "refused: provider busy",
-    "refused: offer of an inactive provider", "refused: offer for a model not served",
+    "refused: offer of an inactive provider",
     "refused: offer job above free stake", "refused: decline too late", "refused: withdrawOffers not increasing",
     "refused: decline of a job not offered", "refused: settleMany with a job that cannot be settled",
 )
@@ -338,6 +339,7 @@ class MarketMachine(RuleBasedStateMachine):
                 return
             cls = rnd.choice([CLASS_A, CLASS_A, CLASS_A, CLASS_B])
             self.tx(p, "register", stake, 0, cls, list(models))
+            m.offer_nonce[addr] += 1  # offers of an earlier registration stay void
             m.cls[addr] = cls
             m.balance[addr] -= stake
             m.stake[addr] += stake
@@ -349,13 +351,14 @@ class MarketMachine(RuleBasedStateMachine):
             args = by_kind[kind]
             self.refuse(f"{kind} when not active", "ProviderNotActive", p, kind, *args, provider=addr)
             return
-        elif kind in ("addModels", "removeModels"):  # what it serves decides its offers' ModelNotServed
+        elif kind in ("addModels", "removeModels"):  # served models decide claims' ModelNotServed; a removal voids offers
             x = rnd.choice(MODELS)
             self.tx(p, kind, [x])
             if kind == "addModels":
                 m.serves[addr].add(keccak(x))
             else:
                 m.serves[addr].discard(keccak(x))
+                m.offer_nonce[addr] += 1  # offers signed before may name it
             assert self.h.market.serves(addr, x) == (kind == "addModels")
         elif kind == "addStake":
             value = min(m.balance[addr], 2 * TOKEN)
@@ -371,6 +374,7 @@ class MarketMachine(RuleBasedStateMachine):
         elif kind == "setReproClass":
             cls = CLASS_B if m.cls[addr] == CLASS_A else CLASS_A
             self.tx(p, "setReproClass", cls)
+            m.offer_nonce[addr] += 1  # offers of the old class are void
             m.cls[addr] = cls
         elif kind == "unbond":
             self.tx(p, "unbond")
@@ -447,7 +451,8 @@ class MarketMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- offers
     def sign_offer(self, rnd: Random) -> SignedOffer:
         """A provider signs an offer (provider 3, the one that moves, twice as often as each
-        other); now and then for a class it is not in, or with another provider's key."""
+        other); now and then for a class it is not in or a model it does not serve (its word:
+        taken), or with another provider's key."""
         m, ps = self.m, self.w.providers
         p = rnd.choice([*ps, ps[3]])
         cls = m.cls.get(p.address, CLASS_A)
@@ -457,8 +462,7 @@ class MarketMachine(RuleBasedStateMachine):
         lifetime = rnd.choice([1_000, 4_000, 7_000])  # never a number of jumps: see model.py
         price = BIG if rnd.random() < rare("offer job above free stake", 0.08) else rnd.choice(PRICES)
         unserved = [x for x in MODELS if keccak(x) not in m.serves.get(p.address, set())]
-        model = (rnd.choice(unserved) if unserved and rnd.random() < rare("offer for a model not served", 0.15)
-                 else rnd.choice(MODELS))
+        model = rnd.choice(unserved) if unserved and rnd.random() < 0.15 else rnd.choice(MODELS)
         o = self.h.offer(p, model=model, price=price, window=rnd.choice([1_000, 2_000]),
                          max_open=rnd.choice([1, 2, 3]), expires_in=lifetime, cls=cls,
                          nonce=m.offer_nonce[p.address] + rnd.choice([0, 0, 0, 2]),

@@ -47,6 +47,7 @@ class World:
             m.stake[p.address] += 10 * TOKEN
             m.status[p.address] = "Active"
             m.serves[p.address] = {keccak(x) for x in models}
+            m.offer_nonce[p.address] += 1  # registering raises it
         for t in self.treasuries:
             h.s(t)  # tracked by the harness
         self.model0 = m

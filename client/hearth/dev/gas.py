@@ -242,8 +242,9 @@ def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
 
     # ---- the same job under the provider's signed offer: posted and assigned in one transaction
     # priced at the default path's payment: a job under an offer pays exactly the price
+    nonce = int(m.contract.functions.offerNonce(prov.address).call())  # raised by register, class and model changes
     offer = offers.sign(prov, offers.Offer(prov.address, keccak(MODEL), REPRO_CLASS, TOKEN, 600, 4,
-                                           now() + 30 * 86_400, 0), int(w3.eth.chain_id), m.address)
+                                           now() + 30 * 86_400, nonce), int(w3.eth.chain_id), m.address)
 
     def offered(key: str | None = None, under: offers.Offer = offer) -> tuple[int, JobTerms]:
         p = m.post_params(MODEL, SPEC, TOKEN, now() + 3600, 600, prov.address)
@@ -362,7 +363,7 @@ def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
     advance(3601)
     g("expire (never claimed)", sx, m.fn("expire", job, t.as_tuple()))
 
-    g("withdrawOffers", sp, m.fn("withdrawOffers", 1))
+    g("withdrawOffers", sp, m.fn("withdrawOffers", nonce + 1))
     g("unbond", sp, m.fn("unbond"))
     advance(3601)
     g("withdrawStake", sp, m.fn("withdrawStake"))
