@@ -102,7 +102,7 @@ def _valid(market: Market, provider: str, acct: Account, doc: list[Offer], model
     if not mine:
         return []
     repro_class, nonce = bytes(market.call(c.reproClassOf(provider))), int(market.call(c.offerNonce(provider)))
-    ok = [o for o in mine if o.repro_class == repro_class and o.nonce >= nonce and acct.open_jobs < o.max_open_jobs
+    ok = [o for o in mine if o.repro_class == repro_class and o.nonce == nonce and acct.open_jobs < o.max_open_jobs
           and offers.signer(o, chain_id, market.address) == provider]
     if not ok:
         return []

@@ -89,7 +89,8 @@ interface IJobMarket {
     /// @param maxOpenJobs the offer assigns a job only while the provider has fewer open jobs
     ///        (claimed, completed in their window, audits) than this: never more work than it can run
     /// @param expiry unix time after which the offer is void
-    /// @param nonce the offer holds while nonce >= offerNonce(provider); raising that withdraws it
+    /// @param nonce the offer holds while nonce == offerNonce(provider): raising that voids it, and
+    ///        no offer signed ahead survives a raise (a class or model change must void them all)
     struct Offer {
         address provider;
         bytes32 modelKey;
@@ -367,7 +368,7 @@ interface IJobMarket {
     /// @notice The offer does not match the job or the provider's current class, or its
     ///         signature is not the provider's.
     error InvalidOffer(address provider);
-    /// @notice The offer expired or was withdrawn.
+    /// @notice The offer expired, or its nonce is not the provider's current one (withdrawn).
     error OfferVoid(address provider, uint256 expiry, uint64 nonce);
     /// @notice The job does not pay exactly the offer's price, or gives less time than it asks.
     error OfferTermsUnmet(uint256 payment, uint256 price, uint256 completionWindow, uint256 offerWindow);
@@ -375,6 +376,9 @@ interface IJobMarket {
     error ProviderBusy(address provider, uint256 openJobs, uint256 maxOpenJobs);
     /// @notice A new offer nonce must be above the current one.
     error NonceNotIncreasing(uint64 nonce, uint64 current);
+    /// @notice An offer nonce above `max` would leave no room for the raises that register,
+    ///         setReproClass and removeModels make.
+    error NonceTooHigh(uint64 nonce, uint64 max);
     /// @notice Only a job posted under an offer can be declined.
     error NotOffered(uint256 jobId);
     /// @notice Too late to decline: half the completion window has passed.
@@ -455,11 +459,11 @@ interface IJobMarket {
     ///         read the OffersPublished logs, so a node behind NAT needs no open port.
     function publishOffers(bytes calldata cid) external;
 
-    /// @notice Provider: void every offer with a nonce below `nonce` (which must be higher than
-    ///         the current one).
+    /// @notice Provider: void every offer signed so far; from now on offers with nonce `nonce`
+    ///         (higher than the current one, at most 2**63) hold.
     function withdrawOffers(uint64 nonce) external;
 
-    /// @notice Least nonce a provider's offers must carry to hold.
+    /// @notice The nonce a provider's offers must carry to hold.
     function offerNonce(address provider) external view returns (uint64);
 
     /// @notice The EIP-712 digest a provider signs for `offer`.

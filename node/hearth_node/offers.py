@@ -54,9 +54,10 @@ class OfferBook:
             expiry, nonce,
         ), chain_id, market) for cid in self.models]
         cid = self.ipfs.add(offers.document(signed, chain_id, market), pin=True)
+        # before the transaction: a crash after it is mined leaves them live, and the next start voids them
+        self.journal.set_kv("offers_expiry", str(max(expiry, int(self.journal.get_kv("offers_expiry") or 0))))
         self.sender.transact(self.market.fn("publishOffers", cid.to_bytes()))
         self.expiry = expiry
-        self.journal.set_kv("offers_expiry", str(expiry))  # live beyond a crash: the next start voids them
         log.info("published %d offers (%s), valid for %d s", len(signed), cid, self.ttl)
         return str(cid)
 

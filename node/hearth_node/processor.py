@@ -161,7 +161,7 @@ class Processor:
         log.info("job %d %s: %s", job_id, step, reason)
         self.journal.advance(job_id, step, reason)
         if step in ("skipped", "failed"):  # after the journal: a restart re-sends an unsent decline
-            self.submitter.decline_if_assigned(job_id, reason)  # ours already: give it back
+            self.submitter.decline_if_assigned(job_id, reason, self.clock())  # ours already: give it back
         self._release(job_id)
 
     def _retry(self, job: PostedJob, e: Exception, delay: float, until: float, end: str,

@@ -121,7 +121,7 @@ class Submitter:
         last = deadline - job.completion_window // 2 - DECLINE_MARGIN
         return replace(job, claim_deadline=last if now < last else deadline - DECLINE_MARGIN), last
 
-    def decline_if_assigned(self, job_id: int, reason: str) -> None:
+    def decline_if_assigned(self, job_id: int, reason: str, now: float | None = None) -> None:
         """Give back an assigned job the node will not run (the client is refunded, our
         collateral freed) on a thread of its own, retrying until the last moment to decline."""
         rec = self.journal.get(job_id)
@@ -129,7 +129,7 @@ class Submitter:
             return
         job = posted_from_dict(rec.posted)
         decline_by = float(rec.data.get("decline_by", job.claim_deadline))
-        if time.time() > decline_by + DECLINE_MARGIN:  # the contract would refuse (DeclineTooLate)
+        if (time.time() if now is None else now) > decline_by + DECLINE_MARGIN:  # the contract would refuse
             log.warning("job %d: too late to decline; it will expire", job_id)
             return
         job = replace(job, claim_deadline=int(decline_by))
@@ -261,7 +261,7 @@ class Submitter:
         # Declines go out on threads of their own after the job is journaled as ended: one the
         # last run did not see through is sent again while the contract still takes it.
         for step in ("skipped", "failed"):
-            for rec in self.journal.jobs(step):
+            for rec in self.journal.jobs(step, limit=100_000):  # every other provider's job is skipped too
                 if (rec.data.get("assigned") and not rec.data.get("decline_done")
                         and time.time() <= float(rec.data.get("decline_by", 0)) + DECLINE_MARGIN):
                     self.decline_if_assigned(rec.job_id, rec.reason or step)

@@ -152,7 +152,7 @@ class Model:
         if provider != p or model_key != o.model_key or not so.genuine:
             return "offer invalid", "InvalidOffer", {"provider": p}
         expired = self.now - so.signed_at > so.lifetime
-        if expired or o.nonce < self.offer_nonce[p]:
+        if expired or o.nonce != self.offer_nonce[p]:  # withdrawn, or signed for a nonce not current
             return ("offer expired" if expired else "offer withdrawn"), "OfferVoid", {
                 "provider": p, "expiry": o.expiry, "nonce": o.nonce}
         if payment != o.price or window < o.completion_window:

@@ -168,16 +168,22 @@ def test_expired_offer_is_void(h: Harness, actors: Actors) -> None:
 
 
 def test_withdrawn_offer_is_void(h: Harness, actors: Actors) -> None:
+    """An offer holds only under the provider's current nonce: one signed ahead does not outlive
+    a raise (else a class change could leave it standing)."""
     client, prov, _ = actors
     n = h.market.contract.functions.offerNonce(prov.address).call()  # 1: registering raised it
     old, kept, ahead = h.offer(prov, nonce=n), h.offer(prov, nonce=n + 1), h.offer(prov, nonce=n + 9)
+    h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(ahead), provider=prov.address,
+                    expiry=ahead.expiry, nonce=n + 9)
     r = h.op(prov, "withdrawOffers", n + 1)
     assert [e["args"] for e in events(h, r, "OffersWithdrawn")] == [{"provider": prov.address, "nonce": n + 1}]
     assert h.market.contract.functions.offerNonce(prov.address).call() == n + 1
     h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(old), provider=prov.address,
                     expiry=old.expiry, nonce=n)
     h.post_with_offer(client, kept)
-    h.post_with_offer(client, ahead)
+    h.op(prov, "removeModels", [MODEL_V1])  # n + 2: the offer signed ahead at n + 9 is still void
+    h.expect_revert("OfferVoid", client, "postJobWithOffer", *h.offer_args(ahead), provider=prov.address,
+                    expiry=ahead.expiry, nonce=n + 9)
 
 
 @pytest.mark.parametrize(("price", "offer_window", "payment", "window"), [
@@ -296,9 +302,12 @@ def test_withdraw_offers_only_raises_the_nonce(h: Harness, actors: Actors) -> No
     h.op(prov, "withdrawOffers", 5)
     for lower in (5, 3):
         h.expect_revert("NonceNotIncreasing", prov, "withdrawOffers", lower, nonce=lower, current=5)
-    others = nonce(other.address).call()
-    h.op(prov, "withdrawOffers", 2**64 - 1)
-    assert (nonce(prov.address).call(), nonce(other.address).call()) == (2**64 - 1, others)
+    others, top = nonce(other.address).call(), 2**63  # MAX_OFFER_NONCE: room for the raises below
+    h.expect_revert("NonceTooHigh", prov, "withdrawOffers", top + 1, nonce=top + 1, max=top)
+    h.op(prov, "withdrawOffers", top)
+    assert (nonce(prov.address).call(), nonce(other.address).call()) == (top, others)
+    h.op(prov, "setReproClass", CLASS_B)  # a raise at the top still fits
+    assert nonce(prov.address).call() == top + 1
 
 
 # ------------------------------------------------------------------ decline
