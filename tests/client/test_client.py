@@ -211,3 +211,15 @@ def test_offers_are_fetched_only_from_active_providers(env: Localnet) -> None:
         (found,) = live_offers(m, ipfs, model_cid, int(env.w3.eth.get_block("latest")["timestamp"]))
     assert found.offer.provider == dev_account(1).address
     assert len(fetched) == 1 and str(nowhere) not in fetched
+
+
+def test_provider_cli_model_removal_and_withdrawal_void_offers(env: Localnet) -> None:
+    """Registering, removing a model and `withdraw-offers` each raise the offer nonce: what the
+    CLI prints matches the chain."""
+    nonce = lambda: int(env.market.call(env.market.contract.functions.offerNonce(dev_account(7).address)))  # noqa: E731
+    env.hearth_json("provider", "register", "--stake", "20", account=7)
+    assert nonce() == 1
+    removed = env.hearth("provider", "models", "remove", "smollm2-135m", account=7)
+    assert removed.returncode == 0 and "every offer signed so far is void" in removed.stdout
+    assert nonce() == 2
+    assert env.hearth_json("provider", "withdraw-offers", account=7)["offer_nonce"] == 3 == nonce()

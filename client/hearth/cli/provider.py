@@ -86,7 +86,9 @@ def provider_models(c: Ctx, action: str, models: tuple[str, ...], as_json: bool)
     if not models:
         raise UserError("name at least one model")
     tx = _tx(c, "addModels" if action == "add" else "removeModels", _model_cids(models))
-    emit({"tx": tx}, as_json, f"models {action}ed")
+    emit({"tx": tx}, as_json, f"models {action}ed" + ("" if action == "add" else
+         "; every offer signed so far is void (a running node signs new ones when it next republishes, "
+         "within half its offer_ttl, or at its next start)"))
 
 
 @provider_group.command("price")
@@ -147,9 +149,9 @@ def provider_offers(c: Ctx, model: str, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def provider_withdraw_offers(c: Ctx, as_json: bool) -> None:
-    """Void every offer this provider has signed so far (a running node publishes new ones at
-    its next start)."""
+    """Void every offer this provider has signed so far (a running node signs new ones when it
+    next republishes, within half its offer_ttl, or at its next start: stop it to stay out)."""
     c = _provider_ctx(c)
     nonce = int(c.market.call(c.market.contract.functions.offerNonce(c.account.address))) + 1
     tx = _tx(c, "withdrawOffers", nonce)
-    emit({"tx": tx, "offer_nonce": nonce}, as_json, f"offers withdrawn (offers need nonce {nonce} from now on)")
+    emit({"tx": tx, "offer_nonce": nonce}, as_json, f"offers withdrawn (offers must carry nonce {nonce} from now on)")
