@@ -365,8 +365,8 @@ interface IJobMarket {
     /// @notice Too little gas left to give the arbiter its full ARBITER_GAS: send the dispute
     ///         with a higher gas limit.
     error InsufficientGasForArbiter(uint256 gasLeft, uint256 needed);
-    /// @notice The offer does not match the job or the provider's current class, or its
-    ///         signature is not the provider's.
+    /// @notice The offer does not match the job (provider, model), or its signature is not
+    ///         the provider's.
     error InvalidOffer(address provider);
     /// @notice The offer expired, or its nonce is not the provider's current one (withdrawn).
     error OfferVoid(address provider, uint256 expiry, uint64 nonce);

@@ -195,6 +195,15 @@ class Journal:
             rows = self._db.execute(q).fetchall()
         return [_record(r) for r in rows]
 
+    def undeclined(self) -> list[JobRecord]:
+        """Jobs an offer assigned that ended here (skipped or failed) with their decline not seen
+        through yet, however long the history (every other provider's job is journaled too)."""
+        q = ("SELECT job_id, step, posted, data, reason, updated FROM jobs WHERE step IN ('skipped', 'failed')"
+             " AND json_extract(data, '$.assigned') AND json_extract(data, '$.decline_done') IS NULL ORDER BY job_id")
+        with self._lock:
+            rows = self._db.execute(q).fetchall()
+        return [_record(r) for r in rows]
+
     def open_jobs(self) -> list[JobRecord]:
         """Jobs not in a terminal step, oldest first (what a restart resumes)."""
         marks = ",".join("?" * len(TERMINAL))

@@ -130,6 +130,7 @@ class Submitter:
         job = posted_from_dict(rec.posted)
         decline_by = float(rec.data.get("decline_by", job.claim_deadline))
         if (time.time() if now is None else now) > decline_by + DECLINE_MARGIN:  # the contract would refuse
+            self.journal.note(job_id, decline_done=True)  # nothing left to send
             log.warning("job %d: too late to decline; it will expire", job_id)
             return
         job = replace(job, claim_deadline=int(decline_by))
@@ -260,11 +261,8 @@ class Submitter:
         self.sender.resync()
         # Declines go out on threads of their own after the job is journaled as ended: one the
         # last run did not see through is sent again while the contract still takes it.
-        for step in ("skipped", "failed"):
-            for rec in self.journal.jobs(step, limit=100_000):  # every other provider's job is skipped too
-                if (rec.data.get("assigned") and not rec.data.get("decline_done")
-                        and time.time() <= float(rec.data.get("decline_by", 0)) + DECLINE_MARGIN):
-                    self.decline_if_assigned(rec.job_id, rec.reason or step)
+        for rec in self.journal.undeclined():
+            self.decline_if_assigned(rec.job_id, rec.reason or rec.step)
 
     def _recover_one(self, rec: JobRecord, start: Callable[[PostedJob], None]) -> None:
         job = posted_from_dict(rec.posted)
