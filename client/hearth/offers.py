@@ -13,7 +13,9 @@ price. Among the offers that fit the job (price at most the payment, window at m
 stake for the collateral), the client prefers the provider whose record on this market is best
 (completed / (claimed - declined): a declined job is refunded and says nothing of the provider,
 while one claimed and never completed counts against it; a newcomer counts as one success and
-one failure), then the cheaper one."""
+one failure; each time an audit slashed it, as a provider proven wrong or as an auditor wrong or
+silent, turns SLASH_WEIGHT of its completed jobs into failures, or adds them as failures when it
+has fewer), then the cheaper one."""
 
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ log = logging.getLogger("hearth")
 EXPIRY_MARGIN = 60  # seconds an offer must still hold: the post transaction may wait a few blocks
 FETCH_BUDGET = 20.0  # seconds for all documents together: a busy IPFS daemon can be slow
 FETCHERS = 8
+# A wrong output is completed like a right one and only an audit tells them apart: at the default
+# 10% random audit rate one proven fraud stands for about ten that went unchecked.
+SLASH_WEIGHT = 10
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,14 @@ class Candidate:
     claimed: int
     completed: int
     declined: int = 0
+    slashed: int = 0
 
     @property
     def score(self) -> float:
-        return (self.completed + 1) / (max(self.claimed - self.declined, self.completed) + 2)
+        doubted = SLASH_WEIGHT * self.slashed
+        good = max(self.completed - doubted, 0)
+        bad = max(self.claimed - self.declined, self.completed) - self.completed + doubted
+        return (good + 1) / (good + bad + 2)
 
 
 def live_offers(market: Market, ipfs: KuboClient, model_cid: bytes, now: int) -> list[Candidate]:
@@ -106,8 +115,9 @@ def _valid(market: Market, provider: str, acct: Account, doc: list[Offer], model
           and offers.signer(o, chain_id, market.address) == provider]
     if not ok:
         return []
-    counts = [len(market.logs(ev, market.deploy_block, "latest", provider=provider))
-              for ev in ("JobClaimed", "JobCompleted", "JobDeclined")]
+    counts = [len(market.logs(ev, market.deploy_block, "latest", **{who: provider}))
+              for ev, who in (("JobClaimed", "provider"), ("JobCompleted", "provider"), ("JobDeclined", "provider"),
+                              ("Slashed", "account"))]
     return [Candidate(o, acct.stake, *counts) for o in ok]
 
 
@@ -116,4 +126,9 @@ def ranked(market: Market, candidates: list[Candidate], payment: int, window: in
     (empty: the client posts an open job)."""
     fits = [c for c in candidates if 0 < c.offer.price <= payment and c.offer.completion_window <= window
             and c.stake >= market.collateral_for(c.offer.price)]
-    return sorted(fits, key=lambda c: (-c.score, c.offer.price))
+    return sorted(fits, key=best_first)
+
+
+def best_first(c: Candidate) -> tuple[float, int]:
+    """Sort key: the best record first, then the lower price."""
+    return (-c.score, c.offer.price)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hearth.dev.deploy import DEVNET_PARAMS
@@ -37,6 +38,12 @@ def _cli_total(net: Localnet, idx: int) -> float:
     b = net.hearth_json("account", "balance", dev_account(idx).address, account=CLIENT)
     assert b["open_jobs"] == 0, b
     return float(b["wallet"] + b["deposited"] + b["stake"])
+
+
+def slashings(net: Localnet, jobs: dict[int, int], idx: int) -> list[Any]:
+    """The Slashed logs of these jobs that took from dev account `idx` (as provider or auditor)."""
+    return [ev for j in jobs for n, ev in net.market.history(j)
+            if n == "Slashed" and ev["args"]["account"] == dev_account(idx).address]
 
 
 def test_audits_make_the_cheater_lose_and_pay_the_honest(tmp_path: Path) -> None:
@@ -81,8 +88,7 @@ def test_audits_make_the_cheater_lose_and_pay_the_honest(tmp_path: Path) -> None
         assert before[CLIENT] - after[CLIENT] == honest_jobs * PAYMENT
         assert cli_before[CLIENT] - cli_after[CLIENT] == pytest.approx(honest_jobs * PAYMENT / TOKEN)
         # the cheater lost more than it could have been paid
-        slashed = sum(int(ev["args"]["amount"]) for j in jobs for n, ev in net.market.history(j)
-                      if n == "Slashed" and ev["args"]["account"] == dev_account(CHEATER).address)
+        slashed = sum(int(ev["args"]["amount"]) for ev in slashings(net, jobs, CHEATER))
         assert slashed >= JOBS_EACH * net.market.collateral_for(PAYMENT)
         assert after[CHEATER] < before[CHEATER]
         assert cli_after[CHEATER] < cli_before[CHEATER]
@@ -90,11 +96,16 @@ def test_audits_make_the_cheater_lose_and_pay_the_honest(tmp_path: Path) -> None
         for i in HONEST:
             assert after[i] > before[i], i
             assert cli_after[i] > cli_before[i], i
-            assert not any(n == "Slashed" and ev["args"]["account"] == dev_account(i).address
-                           for j in jobs for n, ev in net.market.history(j))
+            assert not slashings(net, jobs, i)
         # conservation: what left the client and the cheater is with the honest nodes, the fee
         # recipient (the devnet fee is 0) and the audit pool
         pool_after = int(net.market.call(net.market.contract.functions.auditPool()))
         for i in everyone:  # shown with pytest -s: the figures of the issue's note
             print(f"account {i}: {cli_before[i]:.6f} -> {cli_after[i]:.6f} HRT ({(after[i] - before[i]) / TOKEN:+.6f})")
         assert sum(before.values()) == sum(after.values()) + (pool_after - pool_before)
+        # the client's offer ranking counts the slashings from the chain: the cheater comes last
+        listed = net.hearth_json("provider", "offers", account=CLIENT)
+        assert [r["provider"] for r in listed][-1] == dev_account(CHEATER).address, listed
+        assert {r["provider"]: r["slashed"] for r in listed} == {
+            dev_account(CHEATER).address: len(slashings(net, jobs, CHEATER)),
+            **{dev_account(i).address: 0 for i in HONEST}}

@@ -132,17 +132,18 @@ def provider_offers(c: Ctx, model: str, as_json: bool) -> None:
     them in for a job they fit): price, completion window, open-job limit, expiry, record."""
     from hearth import models
     from hearth.jobs import chain_now
-    from hearth.offers import live_offers
+    from hearth.offers import best_first, live_offers
 
     found = live_offers(c.market, c.ipfs, CID.parse(models.resolve(model).cid).to_bytes(), chain_now(c.market))
-    found.sort(key=lambda x: (-x.score, x.offer.price))
+    found.sort(key=best_first)
     rows = [{"provider": x.offer.provider, "price": x.offer.price / TOKEN, "completion_window": x.offer.completion_window,
              "max_open_jobs": x.offer.max_open_jobs, "expiry": x.offer.expiry, "claimed": x.claimed,
-             "completed": x.completed, "declined": x.declined} for x in found]
+             "completed": x.completed, "declined": x.declined, "slashed": x.slashed, "score": round(x.score, 4)}
+            for x in found]
     emit(rows, as_json, "\n".join(
         f"{r['provider']}  {r['price']:g} HRT  window {r['completion_window']} s  up to {r['max_open_jobs']} open  "
-        f"{r['completed']}/{r['claimed']} completed ({r['declined']} declined)" for r in rows)
-         or "no live offers for this model")
+        f"{r['completed']}/{r['claimed']} completed ({r['declined']} declined, slashed {r['slashed']} times)"
+        for r in rows) or "no live offers for this model")
 
 
 @provider_group.command("withdraw-offers")
