@@ -5,7 +5,12 @@ IPFS, so a node behind NAT publishes without accepting a connection. Republished
 their expiry, withdrawn (offer nonce raised) when the node stops; a node that dies leaves them
 live until they expire (`offer_ttl`, half an hour by default) or it starts again (it withdraws
 them first: they may carry a price or limits it no longer offers), and jobs assigned meanwhile
-run when it is back within their windows, or expire. A class change voids them on chain."""
+run when it is back within their windows, or expire. A class change voids them on chain.
+
+The node watches its offer nonce (every `ttl / 8`, at most a minute): raised by
+`hearth provider withdraw-offers`, it publishes no more offers until it restarts (the provider
+asked for none); raised by a model removal or a class change made with the CLI, it publishes at
+once, for the models the chain still has it serve."""
 
 from __future__ import annotations
 
@@ -40,6 +45,9 @@ class OfferBook:
         self.models, self.repro_class = models, repro_class
         self.price, self.window, self.max_open_jobs, self.ttl = price, window, max_open_jobs, ttl
         self.expiry = 0
+        self.nonce = -1  # the nonce the published offers carry
+        self._since = 0  # the block of the last publication: later OffersWithdrawn logs say why the nonce rose
+        self.paused = False  # withdrawn by hand: none published until the node restarts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,17 +55,24 @@ class OfferBook:
         """Sign an offer per model, put the document on IPFS and point to it on chain; its CID."""
         me = self.sender.address
         chain_id, market = int(self.market.w3.eth.chain_id), self.market.address
+        self._since = int(self.market.w3.eth.block_number)
         nonce = int(self.market.call(self.market.contract.functions.offerNonce(me)))
         expiry = int(time.time()) + self.ttl
+        # Not a model removed on chain (by hand, while the node runs): the provider stopped serving it.
+        served = [cid for cid in self.models if self.market.serves(me, cid.to_bytes())]
+        if not served:
+            self.nonce, self.expiry = nonce, 0
+            log.warning("no offers published: the chain has this provider serve none of the node's models")
+            return ""
         signed = [offers.sign(self.sender.account, offers.Offer(
             me, keccak(cid.to_bytes()), self.repro_class, max(self.price, 1), self.window, self.max_open_jobs,
             expiry, nonce,
-        ), chain_id, market) for cid in self.models]
+        ), chain_id, market) for cid in served]
         cid = self.ipfs.add(offers.document(signed, chain_id, market), pin=True)
         # before the transaction: a crash after it is mined leaves them live, and the next start voids them
         self.journal.set_kv("offers_expiry", str(max(expiry, int(self.journal.get_kv("offers_expiry") or 0))))
         self.sender.transact(self.market.fn("publishOffers", cid.to_bytes()))
-        self.expiry = expiry
+        self.expiry, self.nonce = expiry, nonce
         log.info("published %d offers (%s), valid for %d s", len(signed), cid, self.ttl)
         return str(cid)
 
@@ -96,5 +111,31 @@ class OfferBook:
 
     def _loop(self) -> None:
         while not self._stop.wait(min(60.0, self.ttl / 8)):
-            if self.expiry - time.time() <= self.ttl / 2:
+            try:
+                voided = self._voided()
+            except Exception as e:  # noqa: BLE001  (RPC down: look again next time)
+                log.warning("reading the offer nonce failed: %s", str(e).splitlines()[0])
+                voided = False
+            if self.paused:
+                continue
+            if voided or self.expiry - time.time() <= self.ttl / 2:
                 self._publish_or_warn()  # the old ones hold until they expire: try again soon
+
+    def _voided(self) -> bool:
+        """Whether the nonce rose past the published offers' by a model removal or a class change
+        (publish again now). Raised by withdrawOffers, the node pauses instead."""
+        if self.nonce < 0:
+            return False
+        me = self.sender.address
+        if int(self.market.call(self.market.contract.functions.offerNonce(me))) == self.nonce:
+            return False
+        selector = keccak(text="withdrawOffers(uint64)")[:4]
+        raises = self.market.logs("OffersWithdrawn", self._since, "latest", provider=me)
+        if any(bytes(self.market.w3.eth.get_transaction(ev["transactionHash"])["input"])[:4] == selector
+               for ev in raises):
+            self.paused, self.expiry = True, 0
+            self.journal.set_kv("offers_expiry", "0")  # void already: nothing to withdraw at the next start
+            log.warning("offers withdrawn (withdrawOffers): this node publishes none until it restarts")
+            return False
+        log.info("offers voided on chain (a model removed or the class changed): publishing again")
+        return True

@@ -227,6 +227,37 @@ def test_tampered_model_is_never_run(env: Localnet, tmp_path) -> None:  # type: 
     assert [n for n, _ in env.market.history(job_id)] == ["JobPosted", "JobClaimed", "JobDeclined"]
 
 
+def test_offers_follow_the_provider_cli_while_the_node_runs(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A model removed with the CLI while the node runs voids its offers: it publishes again at
+    once, for the models the chain still has it serve. `withdraw-offers` voids them too, and the
+    node publishes none until it restarts."""
+    config, fake = tmp_path / "node.toml", tmp_path / "fake.gguf"
+    config.write_text("offer_ttl = 80\n")  # the node looks at its offer nonce every 10 s (clients want 60 s left)
+    fake.write_bytes(b"GGUF" + bytes(range(256)) * 2000)
+    env.hearth_json("model", "add", str(fake), "--name", "fake")
+    node = env.start_node(extra=("--config", str(config), "--model", "fake", "--model", "smollm2-135m"))
+    me = dev_account(1).address
+
+    def offered(model: str) -> list[str]:
+        return [r["provider"] for r in env.hearth_json("provider", "offers", "--model", model)]
+
+    def published() -> int:
+        return len(env.market.logs("OffersPublished", env.market.deploy_block, "latest", provider=me))
+
+    assert offered("fake") == [me] == offered("smollm2-135m")
+    before = published()
+    env.hearth_json("provider", "models", "remove", "fake", account=1)
+    end = time.monotonic() + 30
+    while published() == before:
+        assert time.monotonic() < end, node.log.read_text()[-3000:]
+        time.sleep(0.5)
+    assert offered("fake") == [] and offered("smollm2-135m") == [me]
+    env.hearth_json("provider", "withdraw-offers", account=1)
+    time.sleep(22)  # two looks at the nonce
+    assert offered("smollm2-135m") == [] and published() == before + 1
+    assert "publishes none until it restarts" in node.log.read_text()
+
+
 def test_reorg_below_cursor_is_rescanned(env: Localnet) -> None:
     """A reorg replaces blocks the node already scanned, and the new branch holds a job: the
     node notices its cursor block changed hash, rewinds, and finds and completes that job."""

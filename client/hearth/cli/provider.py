@@ -87,8 +87,8 @@ def provider_models(c: Ctx, action: str, models: tuple[str, ...], as_json: bool)
         raise UserError("name at least one model")
     tx = _tx(c, "addModels" if action == "add" else "removeModels", _model_cids(models))
     emit({"tx": tx}, as_json, f"models {action}ed" + ("" if action == "add" else
-         "; every offer signed so far is void (a running node signs new ones when it next republishes, "
-         "within half its offer_ttl, or at its next start)"))
+         "; every offer signed so far is void (a running node publishes new ones, for the models it "
+         "still serves, within a minute)"))
 
 
 @provider_group.command("price")
@@ -150,8 +150,8 @@ def provider_offers(c: Ctx, model: str, as_json: bool) -> None:
 @json_opt
 @pass_ctx
 def provider_withdraw_offers(c: Ctx, as_json: bool) -> None:
-    """Void every offer this provider has signed so far (a running node signs new ones when it
-    next republishes, within half its offer_ttl, or at its next start: stop it to stay out)."""
+    """Void every offer this provider has signed so far (a running node sees it within a minute
+    and publishes none until it restarts)."""
     c = _provider_ctx(c)
     nonce = int(c.market.call(c.market.contract.functions.offerNonce(c.account.address))) + 1
     tx = _tx(c, "withdrawOffers", nonce)
