@@ -14,8 +14,9 @@ stake for the collateral), the client prefers the provider whose record on this 
 (completed / (claimed - declined): a declined job is refunded and says nothing of the provider,
 while one claimed and never completed counts against it; a newcomer counts as one success and
 one failure; each time an audit slashed it, as a provider proven wrong or as an auditor wrong or
-silent, turns SLASH_WEIGHT of its completed jobs into failures, or adds them as failures when it
-has fewer), then the cheaper one."""
+silent, turns as many of its completed jobs into failures as the market audits per job found (ten
+at a 10% random audit rate: one proven fraud stands for about ten unchecked), or adds them as
+failures when it has fewer), then the cheaper one."""
 
 from __future__ import annotations
 
@@ -40,9 +41,6 @@ log = logging.getLogger("hearth")
 EXPIRY_MARGIN = 60  # seconds an offer must still hold: the post transaction may wait a few blocks
 FETCH_BUDGET = 20.0  # seconds for all documents together: a busy IPFS daemon can be slow
 FETCHERS = 8
-# A wrong output is completed like a right one and only an audit tells them apart: at the default
-# 10% random audit rate one proven fraud stands for about ten that went unchecked.
-SLASH_WEIGHT = 10
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,11 @@ class Candidate:
     completed: int
     declined: int = 0
     slashed: int = 0
+    slash_weight: int = 10  # completions one slashing casts doubt on (see slash_weight())
 
     @property
     def score(self) -> float:
-        doubted = SLASH_WEIGHT * self.slashed
+        doubted = self.slash_weight * self.slashed
         good = max(self.completed - doubted, 0)
         bad = max(self.claimed - self.declined, self.completed) - self.completed + doubted
         return (good + 1) / (good + bad + 2)
@@ -115,10 +114,17 @@ def _valid(market: Market, provider: str, acct: Account, doc: list[Offer], model
           and offers.signer(o, chain_id, market.address) == provider]
     if not ok:
         return []
-    counts = [len(market.logs(ev, market.deploy_block, "latest", **{who: provider}))
-              for ev, who in (("JobClaimed", "provider"), ("JobCompleted", "provider"), ("JobDeclined", "provider"),
-                              ("Slashed", "account"))]
-    return [Candidate(o, acct.stake, *counts) for o in ok]
+    n = market.record(provider)
+    weight = slash_weight(int(market.call(c.auditBps())))
+    return [Candidate(o, acct.stake, n["JobClaimed"], n["JobCompleted"], n["JobDeclined"], n["Slashed"], weight)
+            for o in ok]
+
+
+def slash_weight(audit_bps: int) -> int:
+    """Completions one slashing casts doubt on: a wrong output is completed like a right one and
+    only an audit tells them apart, so at a share `audit_bps` of jobs audited one proven fraud
+    stands for 10,000 / audit_bps (10 at 10%). With no random audits, only requested ones: 1."""
+    return max(1, round(10_000 / audit_bps)) if audit_bps else 1
 
 
 def ranked(market: Market, candidates: list[Candidate], payment: int, window: int) -> list[Candidate]:

@@ -7,10 +7,11 @@ live until they expire (`offer_ttl`, half an hour by default) or it starts again
 them first: they may carry a price or limits it no longer offers), and jobs assigned meanwhile
 run when it is back within their windows, or expire. A class change voids them on chain.
 
-The node watches its offer nonce (every `ttl / 8`, at most a minute): raised by
-`hearth provider withdraw-offers`, it publishes no more offers until it restarts (the provider
-asked for none); raised by a model removal or a class change made with the CLI, it publishes at
-once, for the models the chain still has it serve."""
+The node watches its offer nonce (every `ttl / 8`, at most a minute): raised by a model removal
+made with the CLI while it runs (or a class change or registration sent by other means), it
+publishes again at once, for the models the chain still has it serve; raised by anything else,
+such as `hearth provider withdraw-offers`, it publishes no more offers until it restarts (the
+provider asked for none). It never republishes over a raise it cannot attribute yet."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from hearth.chain.sender import Sender
 from hearth.formats import offers
 from hearth.formats.cid import CID
 from hearth.ipfs.kubo import KuboClient
+from web3.logs import DISCARD
 
 from hearth_node.journal import Journal
 
@@ -46,24 +48,39 @@ class OfferBook:
         self.price, self.window, self.max_open_jobs, self.ttl = price, window, max_open_jobs, ttl
         self.expiry = 0
         self.nonce = -1  # the nonce the published offers carry
-        self._since = 0  # the block of the last publication: later OffersWithdrawn logs say why the nonce rose
+        self._since = 0  # the head when the nonce was last read: later OffersWithdrawn logs say why it rose
         self.paused = False  # withdrawn by hand: none published until the node restarts
+        self._skipped: str | None = None  # why the last look published nothing
+        self._due = False  # the last try failed: try again at the next look
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def publish(self) -> str:
-        """Sign an offer per model, put the document on IPFS and point to it on chain; its CID."""
-        me = self.sender.address
+        """Sign an offer per served model, put the document on IPFS and point to it on chain; its
+        CID ("" when the node publishes none now: see `_skip`)."""
+        me, f = self.sender.address, self.market.contract.functions
         chain_id, market = int(self.market.w3.eth.chain_id), self.market.address
-        self._since = int(self.market.w3.eth.block_number)
-        nonce = int(self.market.call(self.market.contract.functions.offerNonce(me)))
-        expiry = int(time.time()) + self.ttl
+        head = int(self.market.w3.eth.block_number)
+        nonce = int(self.market.call(f.offerNonce(me)))
+        if 0 <= self.nonce != nonce:  # raised since the last publication: by whom decides what next
+            why = self._raised_by(nonce)
+            if why == "hand":
+                self.paused, self.expiry = True, 0
+                self.journal.set_kv("offers_expiry", "0")  # void already: nothing to withdraw at the next start
+                log.warning("offers withdrawn (withdrawOffers): this node publishes none until it restarts")
+                return ""
+            if why == "unknown":
+                return ""  # its log not readable yet: never republish over a withdrawal, look again next time
+            log.info("offers voided on chain (a model removed or the class changed): publishing again")
+        self.nonce, self._since = nonce, head
+        if bytes(self.market.call(f.reproClassOf(me))) != self.repro_class:
+            return self._skip("the chain has another reproducibility class for this provider (clients would "
+                              "ignore its offers); the node declares its own at its next start")
         # Not a model removed on chain (by hand, while the node runs): the provider stopped serving it.
         served = [cid for cid in self.models if self.market.serves(me, cid.to_bytes())]
         if not served:
-            self.nonce, self.expiry = nonce, 0
-            log.warning("no offers published: the chain has this provider serve none of the node's models")
-            return ""
+            return self._skip("the chain has this provider serve none of the node's models")
+        expiry = int(time.time()) + self.ttl
         signed = [offers.sign(self.sender.account, offers.Offer(
             me, keccak(cid.to_bytes()), self.repro_class, max(self.price, 1), self.window, self.max_open_jobs,
             expiry, nonce,
@@ -72,9 +89,34 @@ class OfferBook:
         # before the transaction: a crash after it is mined leaves them live, and the next start voids them
         self.journal.set_kv("offers_expiry", str(max(expiry, int(self.journal.get_kv("offers_expiry") or 0))))
         self.sender.transact(self.market.fn("publishOffers", cid.to_bytes()))
-        self.expiry, self.nonce = expiry, nonce
+        self.expiry, self._skipped, self._due = expiry, None, False
         log.info("published %d offers (%s), valid for %d s", len(signed), cid, self.ttl)
         return str(cid)
+
+    def _skip(self, why: str) -> str:
+        """Publish nothing now (the loop looks again every tick), saying why once."""
+        if why != self._skipped:
+            log.warning("no offers published: %s", why)
+        self._skipped, self.expiry = why, 0
+        return ""
+
+    def _raised_by(self, nonce: int) -> str:
+        """Who raised the offer nonce past the published offers' to `nonce`: "removal" (a model
+        removal, class change or registration: publish again), "hand" (anything else, such as
+        `hearth provider withdraw-offers`: publish no more), or "unknown" (not every raise's log
+        is readable yet). Judged by what each raising transaction emitted, so a withdrawal sent
+        through another contract counts as one too."""
+        raises = [ev for ev in self.market.logs("OffersWithdrawn", self._since, "latest", provider=self.sender.address)
+                  if int(ev["args"]["nonce"]) > self.nonce]  # not the node's own withdrawal before it published
+        if not raises:
+            return "unknown"
+        events = self.market.contract.events
+        for ev in raises:
+            receipt = self.market.w3.eth.get_transaction_receipt(ev["transactionHash"])
+            if not any(kind().process_receipt(receipt, errors=DISCARD)
+                       for kind in (events.ModelRemoved, events.ReproClassSet, events.ProviderRegistered)):
+                return "hand"
+        return "removal" if max(int(ev["args"]["nonce"]) for ev in raises) == nonce else "unknown"
 
     def start(self) -> None:
         if int(self.journal.get_kv("offers_expiry") or 0) > time.time():
@@ -87,6 +129,7 @@ class OfferBook:
         try:
             self.publish()
         except Exception as e:  # noqa: BLE001  (the node runs without offers; the loop tries again)
+            self._due = True  # at the next look, whatever the nonce and the expiry say
             log.warning("publishing offers failed: %s", str(e).splitlines()[0])
 
     def stop(self) -> None:
@@ -111,31 +154,12 @@ class OfferBook:
 
     def _loop(self) -> None:
         while not self._stop.wait(min(60.0, self.ttl / 8)):
-            try:
-                voided = self._voided()
-            except Exception as e:  # noqa: BLE001  (RPC down: look again next time)
-                log.warning("reading the offer nonce failed: %s", str(e).splitlines()[0])
-                voided = False
             if self.paused:
                 continue
-            if voided or self.expiry - time.time() <= self.ttl / 2:
+            try:
+                raised = int(self.market.call(self.market.contract.functions.offerNonce(self.sender.address))) != self.nonce
+            except Exception as e:  # noqa: BLE001  (RPC down: look again next time)
+                log.warning("reading the offer nonce failed: %s", str(e).splitlines()[0])
+                continue
+            if raised or self._due or self.expiry - time.time() <= self.ttl / 2:
                 self._publish_or_warn()  # the old ones hold until they expire: try again soon
-
-    def _voided(self) -> bool:
-        """Whether the nonce rose past the published offers' by a model removal or a class change
-        (publish again now). Raised by withdrawOffers, the node pauses instead."""
-        if self.nonce < 0:
-            return False
-        me = self.sender.address
-        if int(self.market.call(self.market.contract.functions.offerNonce(me))) == self.nonce:
-            return False
-        selector = keccak(text="withdrawOffers(uint64)")[:4]
-        raises = self.market.logs("OffersWithdrawn", self._since, "latest", provider=me)
-        if any(bytes(self.market.w3.eth.get_transaction(ev["transactionHash"])["input"])[:4] == selector
-               for ev in raises):
-            self.paused, self.expiry = True, 0
-            self.journal.set_kv("offers_expiry", "0")  # void already: nothing to withdraw at the next start
-            log.warning("offers withdrawn (withdrawOffers): this node publishes none until it restarts")
-            return False
-        log.info("offers voided on chain (a model removed or the class changed): publishing again")
-        return True

@@ -6,7 +6,7 @@ is ranked last."""
 from __future__ import annotations
 
 from hearth.formats.offers import Offer
-from hearth.offers import SLASH_WEIGHT, Candidate, ranked
+from hearth.offers import Candidate, ranked, slash_weight
 
 
 class Collateral:  # the one call ranked() makes of the market
@@ -34,8 +34,9 @@ def test_a_declined_job_counts_neither_way() -> None:
     assert declining.score == candidate("perfect", claimed=5, completed=5).score == 6 / 7
 
 
-def test_a_slashing_turns_slash_weight_completions_into_failures() -> None:
-    assert SLASH_WEIGHT == 10
+def test_a_slashing_casts_doubt_on_as_many_completions_as_audits_find() -> None:
+    assert [slash_weight(bps) for bps in (1000, 10_000, 300, 0)] == [10, 1, 33, 1]
+    assert candidate("new").slash_weight == 10  # the default market's 10%
     once = candidate("once", claimed=20, completed=20, slashed=1)
     assert once.score == 11 / 22 == candidate("new").score  # half its completions doubted: an unknown
     # completing every job does not hide proven frauds: a newcomer is preferred

@@ -76,10 +76,11 @@ class Market:
         self.log_span = LogSpan()
         self._head_seen = 0
         self._head_lock = threading.Lock()
-        self._job_events = {
-            bytes(keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})")): str(e["name"])
-            for e in self.contract.abi if e["type"] == "event" and str(e["name"]) in JOB_EVENTS
+        self._topics = {  # event name -> topic 0
+            str(e["name"]): bytes(keccak(text=f"{e['name']}({','.join(i['type'] for i in e['inputs'])})"))
+            for e in self.contract.abi if e["type"] == "event"
         }
+        self._job_events = {t: name for name, t in self._topics.items() if name in JOB_EVENTS}
 
     # ---- reads
     def call(self, fn: ContractFunction, sender: str | None = None) -> Any:
@@ -215,6 +216,28 @@ class Market:
             if name is not None:
                 out.append((name, getattr(self.contract.events, name)().process_log(lg)))
         return out  # get_logs answers in block and log order
+
+    def record(self, account: str) -> dict[str, int]:
+        """How many JobClaimed, JobCompleted, JobDeclined and Slashed logs name `account` (each
+        indexes it second), from one get_logs over the market's life."""
+        names = {self._topics[n]: n for n in ("JobClaimed", "JobCompleted", "JobDeclined", "Slashed")}
+
+        def query(a: int, b: int | str) -> list[Any]:
+            return list(self.w3.eth.get_logs({
+                "address": self.address, "fromBlock": a, "toBlock": cast(Any, b),
+                "topics": [["0x" + t.hex() for t in names], None, "0x" + bytes(12).hex() + account[2:].lower()],
+            }))
+
+        try:
+            raw = self.log_span.fetch(self.deploy_block, "latest", query, self.head_number)
+        except ChainError:
+            raise
+        except Exception as e:
+            raise ChainError(f"get_logs for the record of {account} failed: {e}") from e
+        counts = dict.fromkeys(names.values(), 0)
+        for lg in raw:
+            counts[names[bytes(lg["topics"][0])]] += 1
+        return counts
 
     def current_terms(self, job_id: int) -> JobTerms:
         """The terms now committed for a job (reconstructed from its events)."""
