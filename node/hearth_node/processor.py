@@ -76,7 +76,7 @@ class Processor:
         self.market, self.account, self.sender, self.ipfs, self.journal = market, account, sender, ipfs, journal
         self.models, self.runners, self.policy = models, runners, policy
         self.address = to_checksum_address(account.address)
-        self.submitter = Submitter(market, sender, journal)
+        self.submitter = Submitter(market, sender, journal, policy.assigned_fetch_seconds)
         self.model_shas = model_shas  # model CID -> (sha256, size)
         self.chain_id = chain_id
         self.clock = clock
@@ -196,7 +196,7 @@ class Processor:
             path = self._model_path(job)
         except HearthError as e:
             if is_transient(e):
-                self._retry(job, e, delay, job.claim_deadline, "skipped",
+                self._retry(job, e, delay, self.submitter.fetch_until(job), "skipped",
                             lambda d: self._submit(self._prepare, self.prepare, job, d))
             else:  # tampered or malformed spec or model: skip, no gas spent
                 self._end(job.job_id, "skipped", _first_line(e))

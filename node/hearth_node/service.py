@@ -90,6 +90,7 @@ class NodeService:
             safety_factor=s.admission_safety_factor,
             margin_seconds=s.admission_margin_seconds,
             max_open_jobs=s.max_open_jobs,
+            assigned_fetch_seconds=s.assigned_fetch_seconds,
         )
         ws = s.ws_url or rpc.replace("http://", "ws://").replace("https://", "wss://")
         # the account's one sender: every transaction goes through it, under the operator's fee ceiling

@@ -67,10 +67,11 @@ def is_transient(e: BaseException) -> bool:
 class Submitter:
     """Claim and complete transactions of one provider account."""
 
-    def __init__(self, market: Market, sender: Sender, journal: Journal) -> None:
+    def __init__(self, market: Market, sender: Sender, journal: Journal, fetch_seconds: float = 60.0) -> None:
         self.market = market
         self.sender = sender
         self.journal = journal
+        self.fetch_seconds = fetch_seconds  # see fetch_until
         self.address = sender.address
         self._collateral: dict[int, int] = {}
 
@@ -109,7 +110,16 @@ class Submitter:
             return None
         deadline = int(mine[0]["args"]["completionDeadline"])
         job, last = self.act_by(job, deadline, now)
-        return job, {"assigned": True, "deadline": deadline, "decline_by": last}
+        return job, {"assigned": True, "deadline": deadline, "decline_by": last, "fetch_by": now + self.fetch_seconds}
+
+    def fetch_until(self, job: PostedJob) -> float:
+        """Until when a transient failure to fetch a job's spec or model is tried again: its claim
+        deadline, or for a job an offer assigned, `fetch_seconds` after the node first saw it
+        (then it declines: a client posting specs nobody can fetch holds the node's open-job
+        slots, which the offers count on chain, no longer)."""
+        rec = self.journal.get(job.job_id)
+        fetch_by = rec.data.get("fetch_by") if rec is not None else None
+        return min(job.claim_deadline, float(fetch_by)) if fetch_by is not None else job.claim_deadline
 
     @staticmethod
     def act_by(job: PostedJob, deadline: int, now: float) -> tuple[PostedJob, int]:
@@ -278,7 +288,8 @@ class Submitter:
         if rec.step == "seen" and state == "Claimed" and self.market.current_terms(job.job_id).provider == self.address:
             # ours with no claim of ours: an offer assigned it, and it was not started yet
             job, last = self.act_by(job, slot.deadline, time.time())
-            self.journal.note(job.job_id, assigned=True, deadline=slot.deadline, decline_by=last)
+            self.journal.note(job.job_id, assigned=True, deadline=slot.deadline, decline_by=last,
+                              fetch_by=time.time() + self.fetch_seconds)
             start(job)  # prepare it: run it, or decline it in time (or, too late for that, run it)
             return
         if rec.step == "seen":

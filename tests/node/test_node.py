@@ -186,6 +186,23 @@ def test_tampered_spec_is_never_claimed(env: Localnet, how: str) -> None:
     assert wait_state(env, job_id, "Posted" if how == "open" else "Cancelled")
 
 
+def test_an_assigned_job_whose_spec_will_not_come_is_declined_after_the_fetch_bound(env: Localnet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A client can post, under the node's offer, a job whose spec nobody can fetch: the node gives
+    up after `assigned_fetch_seconds` and declines it, instead of holding one of its open-job slots
+    until the last moment to decline (here 140 s after the post)."""
+    config = tmp_path / "node.toml"
+    config.write_text("assigned_fetch_seconds = 3\n")
+    env.kill_node(env.start_node(extra=("--config", str(config))))
+    job_id = post_only(env)  # under the node's offer, while it is down
+    last_moment = env.market.job(job_id).deadline - 300 // 2 - 10  # the node's act-by for a 300 s offer window
+    env.block_path(env.market.posted(job_id).spec_cid).unlink()  # gone: "not found", tried again and again
+    node = env.start_node(extra=("--config", str(config)))
+    view = node.wait_job(job_id, ("skipped",), timeout=30)
+    assert "not found" in view["reason"], view
+    assert wait_state(env, job_id, "Cancelled")
+    assert time.time() < last_moment
+
+
 def test_a_decline_cut_short_by_a_crash_is_sent_after_the_restart(env: Localnet) -> None:
     """The node journals an assigned job it will not run as skipped, then declines it on a thread
     of its own: killed in between, it sends the decline when it starts again."""

@@ -135,10 +135,14 @@ class Localnet:
             if hasattr(self, attr):
                 stop_proc(getattr(self, attr))
 
+    def block_path(self, cid: CID | str) -> Path:
+        """Where the daemon stores the block of a one-block `cid`."""
+        digest = (cid if isinstance(cid, CID) else CID.parse(cid)).digest.hex()
+        return self.home / "ipfs" / "blocks" / digest[:2] / digest
+
     def corrupt_block_of(self, cid: CID | str) -> None:
         """Flip a byte of a stored block of `cid` in the daemon's blockstore (tampering)."""
-        digest = (cid if isinstance(cid, CID) else CID.parse(cid)).digest.hex()
-        path = self.home / "ipfs" / "blocks" / digest[:2] / digest
+        path = self.block_path(cid)
         raw = bytearray(path.read_bytes())
         raw[len(raw) // 2] ^= 0x01
         path.write_bytes(bytes(raw))
