@@ -51,9 +51,9 @@ class NodeSettings(BaseSettings):
                            "halfway, withdrawn at stop); 0: publish none, so jobs come only by claiming open ones")
     offer_window: int = Field(300, ge=1, description="completion window, in seconds, the offers ask of a job")
     assigned_fetch_seconds: float = Field(
-        60.0, gt=0, le=86400, description="seconds the node keeps trying to fetch the spec and model of a job an offer "
-        "assigned to it before it declines the job (a client posting specs nobody can fetch holds the node's open-job "
-        "slots no longer); open jobs are tried until their claim deadline")
+        60.0, gt=0, le=86400, description="seconds the node keeps trying to fetch the spec of a job an offer assigned "
+        "to it before it declines the job (a client posting specs nobody can fetch holds the node's open-job slots no "
+        "longer); open jobs are tried until their claim deadline")
     admission_safety_factor: float = Field(
         2.0, ge=1.0, le=20.0, description="estimated seconds of queued work plus a job are multiplied by this"
     )

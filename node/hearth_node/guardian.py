@@ -56,7 +56,7 @@ class Policy:
     margin_seconds: float = 3.0  # added after: claim and complete latency, block-time rounding
     max_open_jobs: int = 8  # claimed-but-unfinished jobs at most
     prompt_speedup: float = 4.0  # prompt tokens are batched: assumed this much faster until measured
-    assigned_fetch_seconds: float = 60.0  # then an offer-assigned job whose spec or model will not come is declined
+    assigned_fetch_seconds: float = 60.0  # then an offer-assigned job whose spec will not come is declined
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ class OfferBook:
         self.paused = False  # withdrawn by hand: none published until the node restarts
         self._skipped: str | None = None  # why the last look published nothing
         self._due = False  # the last try failed: try again at the next look
+        self._own: set[int] = set()  # nonces of the node's own withdrawals
+        self._lock = threading.Lock()  # one publication at a time, and none after stop()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,8 +62,7 @@ class OfferBook:
         CID ("" when the node publishes none now: see `_skip`)."""
         me, f = self.sender.address, self.market.contract.functions
         chain_id, market = int(self.market.w3.eth.chain_id), self.market.address
-        head = int(self.market.w3.eth.block_number)
-        nonce = int(self.market.call(f.offerNonce(me)))
+        head, nonce = self._read_nonce()
         if 0 <= self.nonce != nonce:  # raised since the last publication: by whom decides what next
             why = self._raised_by(nonce)
             if why == "hand":
@@ -69,8 +70,8 @@ class OfferBook:
                 self.journal.set_kv("offers_expiry", "0")  # void already: nothing to withdraw at the next start
                 log.warning("offers withdrawn (withdrawOffers): this node publishes none until it restarts")
                 return ""
-            if why == "unknown":
-                return ""  # its log not readable yet: never republish over a withdrawal, look again next time
+            if why == "unknown":  # never republish over what may be a withdrawal: look again next time
+                return self._skip("the offer nonce rose and the log of why is not readable yet")
             log.info("offers voided on chain (a model removed or the class changed): publishing again")
         self.nonce, self._since = nonce, head
         if bytes(self.market.call(f.reproClassOf(me))) != self.repro_class:
@@ -106,31 +107,47 @@ class OfferBook:
         `hearth provider withdraw-offers`: publish no more), or "unknown" (not every raise's log
         is readable yet). Judged by what each raising transaction emitted, so a withdrawal sent
         through another contract counts as one too."""
-        raises = [ev for ev in self.market.logs("OffersWithdrawn", self._since, "latest", provider=self.sender.address)
-                  if int(ev["args"]["nonce"]) > self.nonce]  # not the node's own withdrawal before it published
-        if not raises:
+        me, events = self.sender.address, self.market.contract.events
+        raises = [ev for ev in self.market.logs("OffersWithdrawn", self._since, "latest", provider=me)
+                  if int(ev["args"]["nonce"]) > self.nonce]
+        if not raises or max(int(ev["args"]["nonce"]) for ev in raises) != nonce:
             return "unknown"
-        events = self.market.contract.events
         for ev in raises:
+            if int(ev["args"]["nonce"]) in self._own:
+                continue
             receipt = self.market.w3.eth.get_transaction_receipt(ev["transactionHash"])
-            if not any(kind().process_receipt(receipt, errors=DISCARD)
-                       for kind in (events.ModelRemoved, events.ReproClassSet, events.ProviderRegistered)):
+            if not any(e["address"] == self.market.address and e["args"]["provider"] == me
+                       for kind in (events.ModelRemoved, events.ReproClassSet, events.ProviderRegistered)
+                       for e in kind().process_receipt(receipt, errors=DISCARD)):
                 return "hand"
-        return "removal" if max(int(ev["args"]["nonce"]) for ev in raises) == nonce else "unknown"
+        return "removal"
+
+    def _read_nonce(self) -> tuple[int, int]:
+        """(head, offer nonce at that head): one block for both, so that every raise after it has
+        its log at or after it, whichever node of a load-balanced endpoint answers."""
+        head = self.market.head_number()
+        return head, int(self.market.call(self.market.contract.functions.offerNonce(self.sender.address), block=head))
 
     def start(self) -> None:
         if int(self.journal.get_kv("offers_expiry") or 0) > time.time():
             self._withdraw("offers of the last run withdrawn (it ended without withdrawing them)")
+        try:  # raises from now on are someone else's: a withdrawal by hand before the first publication counts
+            self._since, self.nonce = self._read_nonce()
+        except Exception as e:  # noqa: BLE001  (RPC down: the first publication reads it)
+            log.warning("reading the offer nonce failed: %s", str(e).splitlines()[0])
         self._publish_or_warn()  # before the node reports up, so a client right after finds them
         self._thread = threading.Thread(target=self._loop, name="offers", daemon=True)
         self._thread.start()
 
     def _publish_or_warn(self) -> None:
-        try:
-            self.publish()
-        except Exception as e:  # noqa: BLE001  (the node runs without offers; the loop tries again)
-            self._due = True  # at the next look, whatever the nonce and the expiry say
-            log.warning("publishing offers failed: %s", str(e).splitlines()[0])
+        with self._lock:
+            if self._stop.is_set():
+                return
+            try:
+                self.publish()
+            except Exception as e:  # noqa: BLE001  (the node runs without offers; the loop tries again)
+                self._due = True  # at the next look, whatever the nonce and the expiry say
+                log.warning("publishing offers failed: %s", str(e).splitlines()[0])
 
     def stop(self) -> None:
         """Stop republishing and void the published offers, so no client assigns a job to a node
@@ -138,14 +155,21 @@ class OfferBook:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self.expiry:
-            self._withdraw("offers withdrawn")
+        if not self._lock.acquire(timeout=60):  # a publication still in flight: the next start voids it
+            log.warning("offers left to expire: a publication was still in flight")
+            return
+        try:
+            if self.expiry:
+                self._withdraw("offers withdrawn")
+        finally:
+            self._lock.release()
 
     def _withdraw(self, done: str) -> None:
         """Raise the offer nonce on chain: every offer signed so far is void."""
         try:
             me = self.sender.address
             nonce = int(self.market.call(self.market.contract.functions.offerNonce(me))) + 1
+            self._own.add(nonce)
             self.sender.transact(self.market.fn("withdrawOffers", nonce))
             self.journal.set_kv("offers_expiry", "0")
             log.info(done)
@@ -157,7 +181,7 @@ class OfferBook:
             if self.paused:
                 continue
             try:
-                raised = int(self.market.call(self.market.contract.functions.offerNonce(self.sender.address))) != self.nonce
+                raised = self._read_nonce()[1] != self.nonce
             except Exception as e:  # noqa: BLE001  (RPC down: look again next time)
                 log.warning("reading the offer nonce failed: %s", str(e).splitlines()[0])
                 continue

@@ -1,10 +1,10 @@
 """The provider pipeline after the watcher: guardian -> fetch -> admit -> claim -> run -> put
 result -> complete, every step journaled, and crash recovery that finishes each open job once.
 
-Admission asks the guardian, with the ledger's load passed in, whether a job still finishes
-before its deadline; one that does not fit now waits for a later look. Transient IPFS and RPC
-errors are retried with backoff until the job's deadline; other failures are attempts counted
-in the journal, and a job that fails MAX_ATTEMPTS times is quarantined."""
+Admission asks the guardian whether a job still finishes before its deadline; one that does
+not fit now waits for a later look. Transient IPFS and RPC errors are retried with backoff until
+the job's deadline (an assigned job's spec: Submitter.fetch_until); other failures are attempts
+counted in the journal, and a job that fails MAX_ATTEMPTS times is quarantined."""
 
 from __future__ import annotations
 
@@ -186,17 +186,18 @@ class Processor:
         return parse_spec(self.keys.open_spec(job, data)), len(data)
 
     def _model_path(self, job: PostedJob) -> Path:
-        sha, size = self.model_shas[job.model_cid]
-        return self.models.ensure(job.model_cid, sha, size)
+        return self.models.ensure(job.model_cid, *self.model_shas[job.model_cid])
 
     def prepare(self, job: PostedJob, delay: float = 0.0) -> None:
         """Fetch and check the spec and the model, then ask for admission."""
+        until = self.submitter.fetch_until(job, self.clock())
         try:
             spec, spec_size = self._load_spec(job)
+            until = job.claim_deadline  # a large model takes its time on first use, whoever posted the job
             path = self._model_path(job)
         except HearthError as e:
             if is_transient(e):
-                self._retry(job, e, delay, self.submitter.fetch_until(job), "skipped",
+                self._retry(job, e, delay, until, "skipped",
                             lambda d: self._submit(self._prepare, self.prepare, job, d))
             else:  # tampered or malformed spec or model: skip, no gas spent
                 self._end(job.job_id, "skipped", _first_line(e))

@@ -112,14 +112,17 @@ class Submitter:
         job, last = self.act_by(job, deadline, now)
         return job, {"assigned": True, "deadline": deadline, "decline_by": last, "fetch_by": now + self.fetch_seconds}
 
-    def fetch_until(self, job: PostedJob) -> float:
-        """Until when a transient failure to fetch a job's spec or model is tried again: its claim
-        deadline, or for a job an offer assigned, `fetch_seconds` after the node first saw it
-        (then it declines: a client posting specs nobody can fetch holds the node's open-job
-        slots, which the offers count on chain, no longer)."""
+    def fetch_until(self, job: PostedJob, now: float) -> float:
+        """Until when a transient failure to fetch a job's spec is tried again: its claim deadline,
+        or for a job an offer assigned, `fetch_seconds` after the node first saw it (then it
+        declines: a client posting specs nobody can fetch holds the node's open-job slots, which
+        the offers count on chain, no longer). One fetch may itself take up to its timeout. Past
+        the last moment to decline there is no bound: the job can only run or expire."""
         rec = self.journal.get(job.job_id)
-        fetch_by = rec.data.get("fetch_by") if rec is not None else None
-        return min(job.claim_deadline, float(fetch_by)) if fetch_by is not None else job.claim_deadline
+        data = rec.data if rec is not None else {}
+        if "fetch_by" not in data or now >= float(data.get("decline_by", 0)):
+            return job.claim_deadline
+        return min(job.claim_deadline, float(data["fetch_by"]))
 
     @staticmethod
     def act_by(job: PostedJob, deadline: int, now: float) -> tuple[PostedJob, int]:
@@ -288,8 +291,8 @@ class Submitter:
         if rec.step == "seen" and state == "Claimed" and self.market.current_terms(job.job_id).provider == self.address:
             # ours with no claim of ours: an offer assigned it, and it was not started yet
             job, last = self.act_by(job, slot.deadline, time.time())
-            self.journal.note(job.job_id, assigned=True, deadline=slot.deadline, decline_by=last,
-                              fetch_by=time.time() + self.fetch_seconds)
+            bound = {} if "fetch_by" in rec.data else {"fetch_by": time.time() + self.fetch_seconds}  # not one per restart
+            self.journal.note(job.job_id, assigned=True, deadline=slot.deadline, decline_by=last, **bound)
             start(job)  # prepare it: run it, or decline it in time (or, too late for that, run it)
             return
         if rec.step == "seen":

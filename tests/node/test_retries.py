@@ -9,14 +9,16 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hearth.errors import ChainError, IPFSError, VerificationError
-from hearth_node.journal import posted_to_dict
+from hearth_node.journal import Journal, posted_to_dict
 from hearth_node.processor import MAX_ATTEMPTS
+from hearth_node.submitter import Submitter
 
-from tests.node.test_admission import FakeLlama, Node, running_node
+from tests.node.test_admission import FakeLlama, Node, posted, running_node
 
 TIMEOUT = IPFSError("IPFS API at http://127.0.0.1:5001 timed out on /block/get")
 DOWN = IPFSError("IPFS API at http://127.0.0.1:5001 is not reachable (connection refused)")
@@ -180,3 +182,19 @@ def test_restarts_while_a_job_waits_do_not_quarantine_it(node: Node) -> None:
         node.restart()
     node.chain.stake = 10**21
     assert node.wait(1).step == "completed"
+
+
+def test_an_assigned_jobs_spec_is_tried_until_its_fetch_bound_unless_it_can_no_longer_be_declined(
+        tmp_path: Path) -> None:
+    """Submitter.fetch_until: an open job's spec is tried until its claim deadline; an assigned
+    one's until `fetch_seconds` after the node first saw it, except past its last moment to
+    decline, when it can only run (or expire), so its spec is tried as long as it could run."""
+    journal = Journal(tmp_path / "journal.db")
+    sub = Submitter(None, SimpleNamespace(address="0x" + "11" * 20), journal, fetch_seconds=60)  # type: ignore[arg-type]
+    open_job, assigned = posted(1, claim_deadline=1_000), posted(2, claim_deadline=1_000)
+    journal.add(1, posted_to_dict(open_job))
+    journal.add(2, posted_to_dict(assigned), assigned=True, deadline=1_300, decline_by=500, fetch_by=160)
+    assert sub.fetch_until(open_job, now=100) == 1_000
+    assert sub.fetch_until(assigned, now=100) == 160
+    assert sub.fetch_until(assigned, now=500) == 1_000  # past the last moment to decline: no bound
+    journal.close()

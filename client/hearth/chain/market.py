@@ -83,10 +83,10 @@ class Market:
         self._job_events = {t: name for name, t in self._topics.items() if name in JOB_EVENTS}
 
     # ---- reads
-    def call(self, fn: ContractFunction, sender: str | None = None) -> Any:
-        """eth_call (from `sender` if given) with custom errors decoded."""
+    def call(self, fn: ContractFunction, sender: str | None = None, block: int | str = "latest") -> Any:
+        """eth_call (from `sender` if given, in `block`) with custom errors decoded."""
         try:
-            return fn.call({"from": sender}) if sender else fn.call()
+            return fn.call({"from": sender} if sender else {}, block_identifier=cast(Any, block))
         except Exception as e:
             err = as_contract_error(e)
             if err is not None:
