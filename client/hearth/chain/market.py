@@ -198,18 +198,7 @@ class Market:
     def history(self, job_id: int) -> list[tuple[str, Any]]:
         """Every event of a job in block order: [(event name, decoded log)], from one get_logs
         (every Job* event indexes the job id first)."""
-        def query(a: int, b: int | str) -> list[Any]:
-            return list(self.w3.eth.get_logs({
-                "address": self.address, "fromBlock": a, "toBlock": cast(Any, b),
-                "topics": [None, "0x" + job_id.to_bytes(32, "big").hex()],
-            }))
-
-        try:
-            raw = self.log_span.fetch(self.deploy_block, "latest", query, self.head_number)
-        except ChainError:
-            raise
-        except Exception as e:
-            raise ChainError(f"get_logs for job {job_id} failed: {e}") from e
+        raw = self._raw_logs([None, "0x" + job_id.to_bytes(32, "big").hex()], f"job {job_id}")
         out = []
         for lg in raw:
             name = self._job_events.get(bytes(lg["topics"][0]))
@@ -221,23 +210,24 @@ class Market:
         """How many JobClaimed, JobCompleted, JobDeclined and Slashed logs name `account` (each
         indexes it second), from one get_logs over the market's life."""
         names = {self._topics[n]: n for n in ("JobClaimed", "JobCompleted", "JobDeclined", "Slashed")}
+        topics = [["0x" + t.hex() for t in names], None, "0x" + bytes(12).hex() + account[2:].lower()]
+        counts = dict.fromkeys(names.values(), 0)
+        for lg in self._raw_logs(topics, f"the record of {account}"):
+            counts[names[bytes(lg["topics"][0])]] += 1
+        return counts
 
+    def _raw_logs(self, topics: list[Any], what: str) -> list[Any]:
+        """Undecoded logs of this market matching `topics` over its life (LogSpan-chunked)."""
         def query(a: int, b: int | str) -> list[Any]:
-            return list(self.w3.eth.get_logs({
-                "address": self.address, "fromBlock": a, "toBlock": cast(Any, b),
-                "topics": [["0x" + t.hex() for t in names], None, "0x" + bytes(12).hex() + account[2:].lower()],
-            }))
+            return list(self.w3.eth.get_logs({"address": self.address, "fromBlock": a, "toBlock": cast(Any, b),
+                                              "topics": topics}))
 
         try:
-            raw = self.log_span.fetch(self.deploy_block, "latest", query, self.head_number)
+            return self.log_span.fetch(self.deploy_block, "latest", query, self.head_number)
         except ChainError:
             raise
         except Exception as e:
-            raise ChainError(f"get_logs for the record of {account} failed: {e}") from e
-        counts = dict.fromkeys(names.values(), 0)
-        for lg in raw:
-            counts[names[bytes(lg["topics"][0])]] += 1
-        return counts
+            raise ChainError(f"get_logs for {what} failed: {e}") from e
 
     def current_terms(self, job_id: int) -> JobTerms:
         """The terms now committed for a job (reconstructed from its events)."""
