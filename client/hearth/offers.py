@@ -69,6 +69,7 @@ def live_offers(market: Market, ipfs: KuboClient, model_cid: bytes, now: int) ->
     for ev in market.logs("OffersPublished", market.deploy_block, "latest"):
         latest[to_checksum_address(ev["args"]["provider"])] = bytes(ev["args"]["cid"])  # the last one counts
     chain_id = int(market.w3.eth.chain_id)
+    weight = slash_weight(int(market.call(market.contract.functions.auditBps())))  # the market's, read once
     accounts: dict[str, Account] = {}
     for provider in latest:
         try:
@@ -97,14 +98,14 @@ def live_offers(market: Market, ipfs: KuboClient, model_cid: bytes, now: int) ->
             log.info("offers of %s skipped: its document did not arrive in %.0f s", provider, FETCH_BUDGET)
             continue
         try:
-            out += _valid(market, provider, accounts[provider], fut.result(), model_cid, now, chain_id)
+            out += _valid(market, provider, accounts[provider], fut.result(), model_cid, now, chain_id, weight)
         except (HearthError, SpecError, ValueError) as e:  # unreadable: its loss, not the client's
             log.info("offers of %s skipped: %s", provider, str(e).splitlines()[0])
     return out
 
 
 def _valid(market: Market, provider: str, acct: Account, doc: list[Offer], model_cid: bytes, now: int,
-           chain_id: int) -> list[Candidate]:
+           chain_id: int, weight: int) -> list[Candidate]:
     key, c = keccak(model_cid), market.contract.functions
     mine = [o for o in doc if o.provider == provider and o.model_key == key and o.expiry > now + EXPIRY_MARGIN]
     if not mine:
@@ -115,7 +116,6 @@ def _valid(market: Market, provider: str, acct: Account, doc: list[Offer], model
     if not ok:
         return []
     n = market.record(provider)
-    weight = slash_weight(int(market.call(c.auditBps())))
     return [Candidate(o, acct.stake, n["JobClaimed"], n["JobCompleted"], n["JobDeclined"], n["Slashed"], weight)
             for o in ok]
 
