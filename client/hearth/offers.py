@@ -12,7 +12,8 @@ offline providers cost a submit little. A job under an offer pays exactly its
 price. Among the offers that fit the job (price at most the payment, window at most the job's,
 stake for the collateral), the client prefers the provider whose record on this market is best
 (completed / (claimed - declined): a declined job is refunded and says nothing of the provider,
-while one claimed and never completed counts against it; a newcomer counts as one success and
+while one claimed and not completed by its deadline counts against it (one still running counts
+neither way: a busy provider is not a failing one); a newcomer counts as one success and
 one failure; each time an audit slashed it, as a provider proven wrong or as an auditor wrong or
 silent, turns as many of its completed jobs into failures as the market audits per job found (ten
 at a 10% random audit rate: one proven fraud stands for about ten unchecked), or adds them as
@@ -49,7 +50,7 @@ class Candidate:
 
     offer: Offer
     stake: int
-    claimed: int
+    claimed: int  # decided claims: completed, declined or past their deadline (Market.record)
     completed: int
     declined: int = 0
     slashed: int = 0
@@ -115,7 +116,7 @@ def _valid(market: Market, provider: str, acct: Account, doc: list[Offer], model
           and offers.signer(o, chain_id, market.address) == provider]
     if not ok:
         return []
-    n = market.record(provider)
+    n = market.record(provider, now)
     return [Candidate(o, acct.stake, n["JobClaimed"], n["JobCompleted"], n["JobDeclined"], n["Slashed"], weight)
             for o in ok]
 

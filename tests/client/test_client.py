@@ -223,3 +223,24 @@ def test_provider_cli_model_removal_and_withdrawal_void_offers(env: Localnet) ->
     assert removed.returncode == 0 and "every offer signed so far is void" in removed.stdout
     assert nonce() == 2
     assert env.hearth_json("provider", "withdraw-offers", account=7)["offer_nonce"] == 3 == nonce()
+
+
+def test_a_running_job_counts_neither_way_in_a_providers_record(env: Localnet) -> None:
+    """The offer ranking's record counts a claim once it is decided: a job still running is not
+    a failure (a busy provider would rank below a newcomer), one past its completion deadline is."""
+    m, provider = env.market, dev_account(6)
+    s = Sender(env.w3, provider)
+    from hearth.models import bundled
+
+    s.transact(m.token.functions.approve(m.address, 100 * 10**18))
+    s.transact(m.fn("deposit", 100 * 10**18))
+    s.transact(m.fn("register", 50 * 10**18, 0, b"busy".ljust(32, b"\0"), [CID.parse(bundled().cid).to_bytes()]))
+    now = lambda: int(env.w3.eth.get_block("latest")["timestamp"])  # noqa: E731
+    for _ in range(2):
+        job_id = env.hearth_json("job", "submit", "--public", "--prompt", "hi", "--provider", provider.address,
+                                 "--no-offers", "--no-wait", "--timeout", "60s")["job_id"]
+        s.transact(m.fn("claim", job_id, m.current_terms(job_id).as_tuple()))
+    assert m.record(provider.address, now())["JobClaimed"] == 0  # both running
+    env.w3.provider.make_request("evm_increaseTime", [61])  # type: ignore[arg-type]
+    env.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    assert m.record(provider.address, now()) == {"JobClaimed": 2, "JobCompleted": 0, "JobDeclined": 0, "Slashed": 0}

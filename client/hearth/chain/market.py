@@ -206,14 +206,25 @@ class Market:
                 out.append((name, getattr(self.contract.events, name)().process_log(lg)))
         return out  # get_logs answers in block and log order
 
-    def record(self, account: str) -> dict[str, int]:
-        """How many JobClaimed, JobCompleted, JobDeclined and Slashed logs name `account` (each
-        indexes it second), from one get_logs over the market's life."""
+    def record(self, account: str, now: int) -> dict[str, int]:
+        """How many JobCompleted, JobDeclined and Slashed logs name `account` (each indexes it
+        second), and how many of its JobClaimed jobs are decided by `now` (completed, declined, or
+        past their completion deadline: a job still running is neither a success nor a failure),
+        from one get_logs over the market's life."""
         names = {self._topics[n]: n for n in ("JobClaimed", "JobCompleted", "JobDeclined", "Slashed")}
         topics = [["0x" + t.hex() for t in names], None, "0x" + bytes(12).hex() + account[2:].lower()]
         counts = dict.fromkeys(names.values(), 0)
+        deadlines: dict[int, int] = {}  # claimed job -> its completion deadline (JobClaimed's second word)
+        ended: set[int] = set()
         for lg in self._raw_logs(topics, f"the record of {account}"):
-            counts[names[bytes(lg["topics"][0])]] += 1
+            name, job_id = names[bytes(lg["topics"][0])], int.from_bytes(bytes(lg["topics"][1]), "big")
+            if name == "JobClaimed":
+                deadlines[job_id] = int.from_bytes(bytes(lg["data"])[32:64], "big")
+                continue
+            counts[name] += 1
+            if name != "Slashed":
+                ended.add(job_id)
+        counts["JobClaimed"] = sum(1 for j, deadline in deadlines.items() if j in ended or deadline < now)
         return counts
 
     def _raw_logs(self, topics: list[Any], what: str) -> list[Any]:

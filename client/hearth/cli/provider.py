@@ -129,7 +129,8 @@ def provider_withdraw(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def provider_offers(c: Ctx, model: str, as_json: bool) -> None:
     """The live provider offers for a model, best first (the order `hearth job submit` prefers
-    them in for a job they fit): price, completion window, open-job limit, expiry, record."""
+    them in for a job they fit): price, completion window, open-job limit, expiry, record (claims
+    decided so far: a job still running counts neither way)."""
     from hearth import models
     from hearth.jobs import chain_now
     from hearth.offers import best_first, live_offers
