@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from hearth.formats import sealed
 from hearth.formats.cid import CID
 from hearth.formats.jobspec import JobSpec, Result, output_hash, parse_result
 from hearth.formats.receipt import result_signer
+from hearth.formats.units import format_amount
 from hearth.ipfs.fetch import FETCH_TIMEOUT, BlockSource
 from hearth.ipfs.kubo import KuboClient
 from hearth.ipfs.pinning import RemotePins, cat_any
@@ -27,6 +29,8 @@ from hearth.privacy import job_key, providers_for, seal_spec
 
 TOKEN = 10**18
 MAX_RESULT_BYTES = 1 << 20
+MAX_UINT32 = 2**32 - 1  # PostParams.completionWindow
+MAX_UINT40 = 2**40 - 1  # PostParams.claimDeadline
 
 
 def chain_now(market: Market) -> int:
@@ -37,6 +41,24 @@ def chain_now(market: Market) -> int:
 
 class ShortBalance(UserError):
     """Not enough tokens to pay."""
+
+
+@contextmanager
+def deposit_kept(wei: int) -> Iterator[None]:
+    """For a transaction that follows a deposit of `wei` of its own: if it fails, its error says
+    that the tokens stay in the deposit and how to take them back."""
+    if wei <= 0:
+        yield
+        return
+    note = f"{format_amount(wei)} HRT was moved to your deposit: hearth account withdraw {format_amount(wei)}"
+    try:
+        yield
+    except HearthError as e:
+        e.args = (f"{e.args[0]}; {note}", *e.args[1:])  # the same error, its message extended
+        raise
+    except BaseException as e:  # Ctrl-C, or a bug: the CLI prints the notes too
+        e.add_note(note)
+        raise
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,15 @@ def post(
         raise UserError("the payment must be positive")
     if claim_timeout <= 0 or completion_window <= 0:
         raise UserError("timeouts must be positive", hint="e.g. --claim-timeout 5m --timeout 10m")
+    # checked before any transaction: under an offer the deposit is a transaction of its own
+    longest = min(int(market.call(market.contract.functions.maxCompletionWindow())), MAX_UINT32)
+    if completion_window > longest:
+        raise UserError(f"a completion window of {completion_window} s is longer than this market allows ({longest} s)",
+                        hint=f"pass --timeout {longest}s or less")
+    now = chain_now(market)
+    if now + claim_timeout > MAX_UINT40:
+        raise UserError(f"a claim timeout of {claim_timeout} s is longer than the market can record",
+                        hint="pass a shorter --claim-timeout, e.g. 5m")
     balance = market.account(acct.address).balance
     short = max(0, payment - balance)
     if short:
@@ -100,7 +131,6 @@ def post(
                 hint="get tokens (on the devnet: hearth account faucet), then retry",
             )
     model_cid = CID.parse(spec.model_cid).to_bytes()
-    now = chain_now(market)
     chosen = None
     if use_offers:
         live = [c for c in live_offers(market, ipfs, model_cid, now) if provider in (ZERO_ADDRESS, c.offer.provider)]
@@ -123,7 +153,8 @@ def post(
             v, r, s = permit_signature(acct, market, short, now + 3600)
             sender.transact(market.fn("depositWithPermit", short, now + 3600, v, r, s))
         o = chosen.offer
-        receipt = sender.transact(market.fn("postJobWithOffer", params, o.as_tuple(), o.signature))
+        with deposit_kept(short):
+            receipt = sender.transact(market.fn("postJobWithOffer", params, o.as_tuple(), o.signature))
     elif short:
         v, r, s = permit_signature(acct, market, short, now + 3600)
         receipt = sender.transact(market.fn("postJobWithPermit", params, short, now + 3600, v, r, s))
@@ -223,6 +254,8 @@ def fetch_result(
     posted_ev = [ev for name, ev in history if name == "JobPosted"]
     if not completed or not posted_ev:
         state = market.job(job_id).state
+        if state == "None":
+            raise UserError(f"job {job_id} does not exist on this market", hint="list jobs: hearth job list")
         raise HearthError(f"job {job_id} has no result (state {state})", hint=f"follow it: hearth job status {job_id}")
     args = completed[-1]["args"]
     cid = CID.parse(bytes(args["resultCid"]))

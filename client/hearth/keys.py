@@ -64,18 +64,30 @@ def require_keystore(path: Path) -> Path:
     """`path` if it exists, else a UserError saying how to make one (asked before any password)."""
     if not path.exists():
         raise UserError(f"keystore {path} not found", hint="create one: hearth account new (or import)")
+    if not path.is_file():
+        raise UserError(f"keystore {path} is a directory, not a keystore file",
+                        hint="pass the keystore file itself (hearth account list shows them)")
     return path
 
 
 def load_keystore(path: Path, pw: str) -> LocalAccount:
-    """Decrypt a keystore file; UserError on a missing file or a wrong password."""
+    """Decrypt a keystore file; UserError on a missing file, one that is not a keystore, or a wrong password."""
     require_keystore(path)
     try:
-        key = Account.decrypt(json.loads(path.read_text()), pw)
+        data = json.loads(path.read_bytes())
+    except OSError as e:
+        raise UserError(f"cannot read keystore {path}: {e.strerror}") from None
+    except ValueError:  # not JSON, or not UTF-8 text at all: not a password problem
+        raise UserError(f"{path} is not a keystore file (not JSON)",
+                        hint="pass a keystore written by hearth account new or import") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a keystore file", hint="pass a keystore written by hearth account new or import")
+    try:
+        key = Account.decrypt(data, pw)
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path} is not a keystore file") from e
     except ValueError as e:
         raise UserError(f"cannot decrypt {path}: wrong password?") from e
-    except (json.JSONDecodeError, KeyError) as e:
-        raise UserError(f"{path} is not a keystore file") from e
     acct: LocalAccount = Account.from_key(key)
     return acct
 

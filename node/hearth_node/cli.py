@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import click
-from hearth.cli.common import Ctx, emit, json_opt, pass_ctx
+from hearth.cli.common import JOB_ID, Ctx, emit, json_opt, pass_ctx
 from hearth.errors import UserError
 from hearth.formats.units import parse_amount
 from hearth.settings import DEFAULT_IPFS_API
@@ -39,7 +39,8 @@ def node_group() -> None:
 
 
 @node_group.command("init")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("hearth-node.toml"), show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("hearth-node.toml"),
+              show_default=True)
 @click.option("--force", is_flag=True, help="overwrite an existing file")
 def node_init(output: Path, force: bool) -> None:
     """Write a commented config file with every setting and its default."""
@@ -47,7 +48,10 @@ def node_init(output: Path, force: bool) -> None:
 
     if output.exists() and not force:
         raise UserError(f"{output} exists", hint="pass --force to overwrite")
-    output.write_text(commented_config())
+    try:
+        output.write_text(commented_config())
+    except OSError as e:
+        raise UserError(f"cannot write {output}: {e.strerror}", hint="pass -o FILE in a directory that exists") from None
     click.echo(f"wrote {output}")
 
 
@@ -64,6 +68,8 @@ def node_init(output: Path, force: bool) -> None:
 def node_run(c: Ctx, config_file: Path | None, models: tuple[str, ...], min_price: str | None, api_port: int | None,
              dev_account: int | None, n_gpu_layers: int | None, data_dir: Path | None) -> None:
     """Watch the market, claim jobs this node can serve, run them, deliver results."""
+    import tomllib
+
     from pydantic import ValidationError
 
     from hearth_node.config import load_settings
@@ -81,6 +87,8 @@ def node_run(c: Ctx, config_file: Path | None, models: tuple[str, ...], min_pric
         )
     except ValidationError as e:
         raise UserError(f"bad node settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:  # a file that is not UTF-8 is not TOML either
+        raise UserError(f"{config_file} is not valid TOML: {e}", hint="write a fresh one: hearth node init") from None
     NodeService(s).run_forever()
 
 
@@ -111,7 +119,7 @@ def bench_node(n_jobs: int, overhead_jobs: int, pairs: int, as_json: bool) -> No
 
 
 @click.command("verify")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 # the default repeats verify.DEFAULT_MAX_MODEL_BYTES: importing verify here would load the runner
 # on every `hearth` start
 @click.option("--max-model-bytes", type=click.IntRange(min=1), default=8 << 30, show_default=True,

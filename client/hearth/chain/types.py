@@ -12,13 +12,12 @@ from typing import Any
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
+from hearth.chain.states import PHASES as PHASES
+from hearth.chain.states import PROVIDER_STATUS as PROVIDER_STATUS
+from hearth.chain.states import STATES as STATES
 from hearth.errors import InvalidCID
 from hearth.formats.cid import CID
 
-STATES = ("None", "Posted", "Claimed", "Completed", "Disputed", "Settled", "Cancelled", "Expired", "Refunded",
-          "Audited")
-PHASES = ("None", "Commit", "Reveal", "Draw")
-PROVIDER_STATUS = ("None", "Active", "Unbonding")
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hearth.cli.common import Ctx, emit, json_opt, pass_ctx
+from hearth.cli.common import Ctx, checksum_address, emit, json_opt, pass_ctx
 from hearth.errors import UserError
 from hearth.formats.units import TOKEN, parse_amount
 
@@ -31,7 +31,7 @@ def account_new(as_json: bool) -> None:
 
 
 @account_group.command("import")
-@click.option("--key-file", type=click.Path(exists=True, path_type=Path), required=True,
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="file holding a hex private key (never pass keys on the command line)")
 @json_opt
 def account_import(key_file: Path, as_json: bool) -> None:
@@ -79,7 +79,7 @@ def _balances(c: Ctx, address: str) -> dict[str, Any]:
 @pass_ctx
 def account_balance(c: Ctx, address: str | None, as_json: bool) -> None:
     """Wallet tokens, deposited (internal) balance, stake and ETH."""
-    b = _balances(c, address or c.account.address)
+    b = _balances(c, checksum_address(address) if address is not None else c.account.address)
     emit(b, as_json, "\n".join(f"{k:16} {v}" for k, v in b.items()))
 
 
@@ -119,15 +119,13 @@ def account_withdraw(c: Ctx, amount: str, as_json: bool) -> None:
 @pass_ctx
 def account_faucet(c: Ctx, amount: str, to: str | None, as_json: bool) -> None:
     """Devnet only: get AMOUNT HRT (and gas ETH) from the deployer."""
-    from web3 import Web3
-
     from hearth.chain.sender import Sender
     from hearth.dev import devnet
 
     if c.network != "devnet":
         raise UserError("the faucet exists only on the devnet")
     wei = parse_amount(amount)
-    dest = Web3.to_checksum_address(to or c.account.address)
+    dest = checksum_address(to) if to is not None else c.account.address
     deployer = Sender(c.w3, devnet.dev_account(0))
     deployer.transact(c.market.token.functions.transfer(dest, wei))
     if c.w3.eth.get_balance(dest) < 10**17:

@@ -17,6 +17,7 @@ from hearth.errors import UserError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
     from web3 import Web3
 
     from hearth.chain.market import Market
@@ -149,8 +150,16 @@ class Ctx:
 
 pass_ctx = click.make_pass_decorator(Ctx)
 json_opt = click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON")
+JOB_ID = click.IntRange(0, 2**256 - 1)  # a job id argument: the market's uint256
 
 
+def checksum_address(text: str) -> ChecksumAddress:
+    """`text` as a checksummed address; UserError when it is not one."""
+    from web3 import Web3
+
+    if not Web3.is_address(text):
+        raise UserError(f"not an address: {text}", hint="an address is 0x and 40 hex digits")
+    return Web3.to_checksum_address(text)
 
 
 def tx_hash(receipt: Any) -> str:

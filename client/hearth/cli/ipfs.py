@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hearth.cli.common import Ctx, pass_ctx, progress_printer
+from hearth.cli.common import Ctx, emit, json_opt, pass_ctx, progress_printer
 from hearth.formats.cid import CID
 
 
@@ -60,8 +60,9 @@ def ipfs_daemon(data: Path | None, port: int, host: str, quota: int | None, max_
 @click.option("--only-hash", "-n", is_flag=True, help="compute the CID locally; store nothing")
 @click.option("--cid-version", type=click.IntRange(0, 1), default=0, show_default=True)
 @click.option("--api", help="IPFS API URL (default: --ipfs-api)")
+@json_opt
 @pass_ctx
-def ipfs_add(c: Ctx, path: Path, only_hash: bool, cid_version: int, api: str | None) -> None:
+def ipfs_add(c: Ctx, path: Path, only_hash: bool, cid_version: int, api: str | None, as_json: bool) -> None:
     """Add a file; prints its CID and nothing else (like `ipfs add -Q`)."""
     from hearth.ipfs.kubo import KuboClient
 
@@ -72,11 +73,11 @@ def ipfs_add(c: Ctx, path: Path, only_hash: bool, cid_version: int, api: str | N
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 dag.update(chunk)
-        click.echo(str(dag.finish()))
-        return
-    with KuboClient(api or c.ipfs_api, timeout=600) as k:
-        cid = k.add_file(path, cid_version, progress=progress_printer() if sys.stderr.isatty() else None)
-        click.echo(str(cid))
+        cid = dag.finish()
+    else:
+        with KuboClient(api or c.ipfs_api, timeout=600) as k:
+            cid = k.add_file(path, cid_version, progress=progress_printer() if sys.stderr.isatty() else None)
+    emit({"cid": str(cid)}, as_json, str(cid))
 
 
 _TIMEOUT_HELP = "seconds the whole fetch may take (default: 60 plus one per MiB of the file's declared size)"
@@ -102,11 +103,12 @@ def ipfs_cat(c: Ctx, cid: str, api: str | None, timeout: float | None) -> None:
 
 @ipfs_group.command("get")
 @click.argument("cid")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="file to write")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="file to write")
 @click.option("--api", help="IPFS API URL (default: --ipfs-api)")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help=_TIMEOUT_HELP)
+@json_opt
 @pass_ctx
-def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None, timeout: float | None) -> None:
+def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None, timeout: float | None, as_json: bool) -> None:
     """Fetch a file to disk, verified, with progress."""
     from hearth.ipfs.fetch import fetch_to_file
     from hearth.ipfs.kubo import KuboClient
@@ -116,3 +118,4 @@ def ipfs_get(c: Ctx, cid: str, output: Path, api: str | None, timeout: float | N
     with KuboClient(api or c.ipfs_api, timeout=600) as k:
         n = fetch_to_file(k, root, output, progress_printer(), timeout=timeout)
     click.echo(f"\nwrote {n} bytes to {output}", err=True)
+    emit({"cid": str(root), "path": str(output), "bytes": n}, as_json)

@@ -6,12 +6,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from hearth.cli.common import Ctx, emit, fail, json_opt, pass_ctx, tx_hash
-from hearth.errors import UserError
+from hearth.chain.states import STATES
+from hearth.cli.common import JOB_ID, Ctx, emit, fail, json_opt, pass_ctx, tx_hash
+from hearth.errors import HearthError, UserError
 from hearth.formats.units import TOKEN, parse_amount, parse_duration
 
 
@@ -75,7 +76,9 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     msgs = None
     if messages is not None:
         try:
-            msgs = json.loads(messages.read_text())
+            msgs = json.loads(messages.read_bytes())
+        except UnicodeDecodeError:
+            raise UserError(f"{messages} is not UTF-8 text", hint="--messages takes a JSON file of chat messages") from None
         except json.JSONDecodeError as e:
             raise UserError(f"{messages} is not JSON: {e}") from None
     if prompt is not None and messages is not None:
@@ -88,17 +91,19 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
         raise UserError(f"not an address: {provider}")
     ref = models.resolve(model)
     spec = make_spec(ref.cid, ref.sha256, prompt, msgs, Params(max_tokens, temperature, top_p, seed, stop))
-    wei = parse_amount(payment)
+    wei, claim_s, window_s = parse_amount(payment), parse_duration(claim_timeout), parse_duration(completion)
     use_offers, declined = not no_offers, list[int]()
     while True:  # a job an offer's provider declines is posted again once, as an open job
-        posted = jobs.post(c.market, c.sender, c.account, c.ipfs, spec, wei, parse_duration(claim_timeout),
-                           parse_duration(completion), Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
+        posted = jobs.post(c.market, c.sender, c.account, c.ipfs, spec, wei, claim_s, window_s,
+                           Web3.to_checksum_address(provider) if provider else ZERO_ADDRESS,
                            pins=c.pins, private=not public, use_offers=use_offers)
         out: dict[str, Any] = {"job_id": posted.job_id, "spec_cid": posted.spec_cid, "post_tx": posted.tx_hash,
                                "post_gas": posted.gas_used, "private": not public, "assigned": posted.assigned or None,
                                "payment": posted.payment / TOKEN}
         if posted.readers:
             out["readers"] = list(posted.readers)
+        if declined:
+            out["declined"] = declined
         if posted.spec_pins:
             out["spec_pins"] = posted.spec_pins
             failed = {k: v for k, v in posted.spec_pins.items() if v.startswith("failed")}
@@ -113,7 +118,8 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
         if no_wait:
             emit(out, as_json, str(posted.job_id))
             return
-        timeline = []
+        timeline: list[dict[str, Any]] = []
+        out["timeline"] = timeline
         history: list[tuple[str, Any]] = []  # the job's events as follow() saw them: read once
         try:
             for u in jobs.follow(c.market, posted.job_id):
@@ -123,13 +129,15 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
                 _print_update(u, as_json)
                 if u.state == "DeadlinePassed":
                     if u.detail["state"] == "Posted" and auto_expire:
-                        _job_tx(c, "expire", posted.job_id)
-                        fail(f"no provider claimed job {posted.job_id} in time; expired it and refunded "
-                              f"{posted.payment / TOKEN:g} HRT to your deposit")
+                        out["expire_tx"] = _job_tx(c, "expire", posted.job_id)
+                        _fail_posted(out, as_json, "Expired", f"no provider claimed job {posted.job_id} in time; expired "
+                                     f"it and refunded {posted.payment / TOKEN:g} HRT to your deposit")
                     what = "claimed" if u.detail["state"] == "Posted" else "completed"
-                    fail(f"job {posted.job_id} was not {what} before its deadline",
-                          hint=f"get your refund: hearth job expire {posted.job_id} (or submit with --auto-expire)")
+                    _fail_posted(out, as_json, u.detail["state"], f"job {posted.job_id} was not {what} before its deadline",
+                                 hint=f"get your refund: hearth job expire {posted.job_id} (or submit with --auto-expire)")
         except KeyboardInterrupt:
+            if as_json:
+                emit({**out, "state": timeline[-1]["state"] if timeline else "Posted", "error": "interrupted"}, True)
             click.echo(f"\njob {posted.job_id} keeps running; follow it with: hearth job status {posted.job_id}", err=True)
             sys.exit(130)
         if any(t["state"] == "Declined" for t in timeline) and posted.assigned and provider is None and use_offers:
@@ -139,16 +147,20 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
             use_offers = False
             continue
         break
-    if declined:
-        out["declined"] = declined
     states = [t["state"] for t in timeline]
     if "Declined" in states:
-        fail(f"the provider declined job {posted.job_id} (it will not run it); the payment is back in your deposit",
-             hint="submit again: another offer, or --no-offers for an open job")
+        _fail_posted(out, as_json, "Declined", f"the provider declined job {posted.job_id} (it will not run it); the "
+                     "payment is back in your deposit", hint="submit again: another offer, or --no-offers for an open job")
     if "Completed" not in states:
-        fail(f"job {posted.job_id} ended as {states[-1] if states else 'unknown'} without a result")
-    vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks, lambda: c.account)
-    out.update(_result_json(vr), timeline=timeline)
+        end = states[-1] if states else "unknown"
+        _fail_posted(out, as_json, end, f"job {posted.job_id} ended as {end} without a result")
+    try:
+        vr = jobs.fetch_result(c.market, c.ipfs, posted.job_id, history, c.fallbacks, lambda: c.account)
+    except HearthError as e:
+        if as_json:  # printed as an error line by main()
+            emit({**out, "state": "Completed", "error": str(e).split("\n  hint:")[0]}, True)
+        raise
+    out.update(_result_json(vr))
     out["transactions"] = {n.removeprefix("Job").lower(): tx_hash(e) for n, e in history}
     window_end = int(next(e for n, e in history if n == "JobCompleted")["args"]["disputeDeadline"])
     out["audit_window_ends"] = window_end
@@ -159,6 +171,13 @@ def job_submit(c: Ctx, model: str, prompt: str | None, messages: Path | None, ma
     emit(out, as_json, vr.result.output)
 
 
+def _fail_posted(out: dict[str, Any], as_json: bool, state: str, msg: str, hint: str | None = None) -> NoReturn:
+    """Fail once a job is posted: with --json, stdout still gets the job (id, post tx, its state, the error)."""
+    if as_json:
+        emit({**out, "state": state, "error": msg}, True)
+    fail(msg, hint)
+
+
 def _result_json(vr: Any) -> dict[str, Any]:
     return {"job_id": vr.job_id, "output": vr.result.output, "result_cid": vr.result_cid, "provider": vr.provider,
             "output_sha256": vr.output_hash, "verified": True, "finish_reason": vr.result.body["finish_reason"],
@@ -166,7 +185,7 @@ def _result_json(vr: Any) -> dict[str, Any]:
 
 
 @job_group.command("status")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_opt
 @pass_ctx
 def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
@@ -205,7 +224,7 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
 
 @job_group.command("list")
 @click.option("--mine", is_flag=True, help="only jobs posted by the current account")
-@click.option("--state", help="only jobs in this state (Posted, Claimed, Settled, ...)")
+@click.option("--state", type=click.Choice(STATES[1:], case_sensitive=False), help="only jobs in this state")
 @json_opt
 @pass_ctx
 def job_list(c: Ctx, mine: bool, state: str | None, as_json: bool) -> None:
@@ -218,7 +237,7 @@ def job_list(c: Ctx, mine: bool, state: str | None, as_json: bool) -> None:
     for ev in m.logs("JobPosted", m.deploy_block, "latest", **filt):
         p = posted_record(ev)  # whatever its CID bytes: a job that is not a CID is listed too
         st = m.job(p["job_id"]).state
-        if state and st.lower() != state.lower():
+        if state and st != state:
             continue
         rows.append({"job_id": p["job_id"], "state": st, "client": p["client"], "payment": p["payment"] / TOKEN})
     emit(rows, as_json, "\n".join(f"{r['job_id']:6}  {r['state']:10} {r['payment']:g} HRT  {r['client']}"
@@ -226,7 +245,7 @@ def job_list(c: Ctx, mine: bool, state: str | None, as_json: bool) -> None:
 
 
 @job_group.command("result")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_opt
 @pass_ctx
 def job_result(c: Ctx, job_id: int, as_json: bool) -> None:
@@ -240,7 +259,7 @@ def job_result(c: Ctx, job_id: int, as_json: bool) -> None:
 
 
 @job_group.command("share")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--to", "to", required=True, help="the account to hand the job's key to (the arbiter, an auditor)")
 @json_opt
 @pass_ctx
@@ -276,7 +295,7 @@ def _job_tx(c: Ctx, fn_name: str, job_id: int, *extra: Any) -> str:
 
 
 @job_group.command("cancel")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_opt
 @pass_ctx
 def job_cancel(c: Ctx, job_id: int, as_json: bool) -> None:
@@ -287,7 +306,7 @@ def job_cancel(c: Ctx, job_id: int, as_json: bool) -> None:
 
 
 @job_group.command("expire")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_opt
 @pass_ctx
 def job_expire(c: Ctx, job_id: int, as_json: bool) -> None:
@@ -301,7 +320,7 @@ def job_expire(c: Ctx, job_id: int, as_json: bool) -> None:
 
 
 @job_group.command("settle")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_opt
 @pass_ctx
 def job_settle(c: Ctx, job_id: int, as_json: bool) -> None:
@@ -312,7 +331,7 @@ def job_settle(c: Ctx, job_id: int, as_json: bool) -> None:
 
 
 @job_group.command("dispute")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @json_opt
 @pass_ctx
 def job_dispute(c: Ctx, job_id: int, as_json: bool) -> None:

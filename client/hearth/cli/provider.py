@@ -10,7 +10,7 @@ from eth_utils import keccak
 from hearth.cli.common import PROVIDER_DEV_ACCOUNT, Ctx, emit, json_opt, pass_ctx, tx_hash
 from hearth.errors import UserError
 from hearth.formats.cid import CID
-from hearth.formats.units import TOKEN, parse_amount
+from hearth.formats.units import TOKEN, format_amount, parse_amount
 
 
 @click.group("provider")
@@ -49,18 +49,38 @@ def _provider_ctx(c: Ctx) -> Ctx:
 @pass_ctx
 def provider_register(c: Ctx, stake: str, price: str, models: tuple[str, ...], as_json: bool) -> None:
     """Register as a provider with stake, a minimum price and the models served."""
+    from hearth import privacy
+    from hearth.jobs import deposit_kept
+
     c = _provider_ctx(c)
-    wei = parse_amount(stake)
-    bal = c.market.account(c.account.address).balance
-    if bal < wei:
-        c.sender.transact(c.market.token.functions.approve(c.market.address, wei - bal))
-        c.sender.transact(c.market.fn("deposit", wei - bal))
+    # everything that can be refused is checked before the deposit, a transaction of its own
+    wei, min_price, cids = parse_amount(stake), parse_amount(price), _model_cids(models)
+    m, me = c.market, c.account.address
+    a = m.account(me)
+    if a.status == "Active":
+        raise UserError(f"{me} is already registered as a provider",
+                        hint="change it with hearth provider price / hearth provider models; stop with hearth provider unbond")
+    if a.status == "Unbonding":
+        raise UserError(f"{me} is unbonding", hint="after the unbonding delay: hearth provider withdraw, then register again")
+    least = int(m.call(m.contract.functions.minStake()))
+    if wei < least:
+        raise UserError(f"a stake of {stake} HRT is below this market's minimum of {format_amount(least)} HRT",
+                        hint=f"pass --stake {format_amount(least)} or more")
+    short = max(0, wei - a.balance)
+    wallet = m.token_balance(me)
+    if wallet < short:
+        raise UserError(f"stake {stake} HRT but only {format_amount(a.balance)} HRT deposited and {format_amount(wallet)} "
+                        f"HRT in the wallet: {format_amount(short - wallet)} HRT missing",
+                        hint="get tokens (on the devnet: hearth account faucet), then retry")
+    if short:
+        c.sender.transact(m.token.functions.approve(m.address, short))
+        c.sender.transact(m.fn("deposit", short))
     # A class of its own until the node starts: the node measures its real one (llama.cpp build,
     # instruction sets, settings) and declares it, so audits never compare it with another
     # machine's outputs on a guess.
-    placeholder = keccak(b"hearth: class not declared yet " + bytes.fromhex(c.account.address[2:]))
-    tx = _tx(c, "register", wei, parse_amount(price), placeholder, _model_cids(models))
-    from hearth import privacy
+    placeholder = keccak(b"hearth: class not declared yet " + bytes.fromhex(me[2:]))
+    with deposit_kept(short):
+        tx = _tx(c, "register", wei, min_price, placeholder, cids)
 
     # private jobs are sealed to this key: without one, clients could send this provider only public jobs
     kp, _ = privacy.ensure_published(c.market, c.sender, c.account)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from hearth.errors import InvalidCID, IPFSError, VerificationError
+from hearth.errors import InvalidCID, IPFSError, UserError, VerificationError
 from hearth.formats.car import CarReader
 from hearth.formats.cid import CID, RAW, decode_pb_node, unixfs_fields, unixfs_leaf_data
 
@@ -368,12 +368,17 @@ def fetch_to_file(
     source: BlockSource, cid: CID | str, dest: Path, progress: Progress | None = None, total: int = 0,
     max_size: int | None = None, timeout: float | None = None,
 ) -> int:
-    """Stream a verified file to `dest` (written to a temp name, renamed when complete)."""
+    """Stream a verified file to `dest` (written to a temp name, renamed when complete); UserError
+    when `dest` cannot be written (no such directory, a directory)."""
     root = cid if isinstance(cid, CID) else CID.parse(cid)
     tmp = dest.with_name(dest.name + ".part")
     done = 0
     try:
-        with open(tmp, "wb") as f:
+        f = open(tmp, "wb")  # noqa: SIM115  (closed by the with below: only a failure to open is the path)
+    except OSError as e:
+        raise UserError(f"cannot write {dest}: {e.strerror}") from None
+    try:
+        with f:
             for _, _, piece in _walk(source, root, max_size, timeout, PREFETCH):  # views: no copy
                 if not piece:
                     continue
@@ -381,10 +386,13 @@ def fetch_to_file(
                 done += len(piece)
                 if progress:
                     progress(done, total)
+        try:
+            tmp.replace(dest)
+        except OSError as e:
+            raise UserError(f"cannot write {dest}: {e.strerror}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)  # a refused or cut-off download leaves nothing behind
         raise
-    tmp.replace(dest)
     return done
 
 
