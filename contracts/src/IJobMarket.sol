@@ -25,7 +25,8 @@ interface IJobMarket {
     }
 
     /// @notice Where an audit stands: waiting for the current auditor's commitment, for the
-    ///         reveals, or for the block whose hash draws the tiebreaker.
+    ///         reveals, or for the block whose hash draws a requested audit's auditor or the
+    ///         tiebreaker.
     enum Phase {
         None,
         Commit,
@@ -122,7 +123,7 @@ interface IJobMarket {
     /// @param providerOutput the provider's revealed output hash (zero: not revealed)
     /// @param round 0 or 1
     /// @param phase what the audit waits for
-    /// @param drawBlock the block whose hash draws the tiebreaker
+    /// @param drawBlock the block whose hash draws the auditor of a requested audit or the tiebreaker
     struct Audit {
         address requester;
         uint96 bond;
@@ -273,8 +274,8 @@ interface IJobMarket {
     /// @notice Provider and auditor disagree: `finalize` draws a tiebreaker from the hash of
     ///         block `drawBlock` once a later block exists.
     event AuditMismatch(uint256 indexed jobId, uint256 drawBlock);
-    /// @notice No other active provider of the class serves the model with enough free stake:
-    ///         a random audit is skipped and the result stands.
+    /// @notice The provider is alone in its reproducibility class: a random audit is skipped
+    ///         and the result stands.
     event AuditSkipped(uint256 indexed jobId);
     /// @notice The audit ended. `upheld`: the provider's result stands.
     event AuditEnded(uint256 indexed jobId, bool upheld);
@@ -495,15 +496,19 @@ interface IJobMarket {
         external;
 
     /// @notice Whether a completed job was drawn for a random audit: the hash of its completion
-    ///         block, unknown when the provider sent `complete`, decides.
+    ///         block, unknown when the provider sent `complete`, decides. Once that hash is gone
+    ///         from history (8,191 blocks with EIP-2935, else 256) every job counts as drawn, so
+    ///         waiting cannot dodge an audit; such a job's audit goes to the arbiter.
     function auditSelected(uint256 jobId, JobTerms calldata terms, Result calldata result)
         external
         view
         returns (bool);
 
-    /// @notice Start the random audit of a completed job drawn for one (anyone): draws an
-    ///         auditor among the other active providers of the provider's class that serve the
-    ///         model, or settles at once if there is none.
+    /// @notice Start the random audit of a completed job drawn for one (anyone), after its
+    ///         window: draws an auditor among the other active providers of the provider's class
+    ///         that serve the model. Settles at once if the provider is alone in its class; goes
+    ///         to the arbiter if none of the classmates looked at can audit, or if the completion
+    ///         block's hash is gone from history (see auditSelected).
     function startAudit(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
 
     /// @notice The current round's auditor commits to its output.
@@ -520,7 +525,8 @@ interface IJobMarket {
         bytes32 salt
     ) external;
 
-    /// @notice Move an audit on (anyone): draw the tiebreaker once its block is mined, or end a
+    /// @notice Move an audit on (anyone): draw a requested audit's auditor or the tiebreaker
+    ///         once the block that asked for it is mined, or end a
     ///         phase whose deadline passed (an auditor that did not commit or reveal loses its
     ///         collateral; a provider that did not reveal is held wrong; a silent tiebreaker
     ///         sends the job to the arbiter), or end an arbitration the arbiter let lapse (the
@@ -536,8 +542,9 @@ interface IJobMarket {
     function expire(uint256 jobId, JobTerms calldata terms) external;
 
     /// @notice The client asks for an audit of a completed job within the window, locking the
-    ///         dispute bond. With no auditor to draw, the job goes to the arbiter, which needs
-    ///         enough gas to give it ARBITER_GAS (InsufficientGasForArbiter otherwise).
+    ///         dispute bond. The auditor is drawn by `finalize` (anyone) in a later block, from
+    ///         the hash of this one; with no auditor to draw, the job goes to the arbiter, which
+    ///         needs enough gas to give it ARBITER_GAS (InsufficientGasForArbiter otherwise).
     function dispute(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
 
     /// @notice The arbiter decides a disputed job before its arbitration deadline. Provider

@@ -110,19 +110,29 @@ library JobAudits {
     }
 
     function startAudit(Store storage s, Params memory p, uint256 jobId, IJobMarket.JobTerms calldata terms, IJobMarket.Result calldata result) external {
-        _loadDone(s, p, jobId, terms, result, IJobMarket.State.Completed);
+        IJobMarket.JobSlot memory job = _loadDone(s, p, jobId, terms, result, IJobMarket.State.Completed);
+        // The window is the client's: a random audit follows it, so an audit that ends at once
+        // cannot pay the provider while the client could still dispute.
+        if (block.timestamp <= job.deadline) revert IJobMarket.DeadlineNotPassed(jobId, job.deadline);
         if (!_selected(s, p, jobId, terms, result)) revert IJobMarket.NotSelected(jobId);
         emit IJobMarket.AuditStarted(jobId, address(0), 0);
-        bytes32 seed = keccak256(abi.encode(_randomAt(result.completedBlock), jobId, "draw"));
-        address auditor = _draw(s, p, terms, seed, address(0));
-        if (auditor == address(0)) {
-            // Nobody can check it: the result stands, as it would have without the draw.
+        bytes32 h = _randomAt(result.completedBlock);
+        // A hash gone from history drew the job whatever it was (waiting must not dodge an audit)
+        // and would draw an auditor anyone could foresee: the arbiter decides instead, and no
+        // reward from the pool is at stake (a job aged on purpose must not earn one).
+        address auditor = h == bytes32(0) ? address(0) : _draw(s, p, terms, keccak256(abi.encode(h, jobId, "draw")), address(0));
+        if (auditor == address(0) && h != bytes32(0) && s.classMembers[s.reproClassOf[terms.provider]].length < 2) {
+            // Alone in its class, nobody can check it: the result stands, as without the draw.
             emit IJobMarket.AuditSkipped(jobId);
             delete s.jobs[jobId];
             _payProvider(s, p, jobId, terms, 0);
             return;
         }
         _openAudit(s, p, jobId, terms, result, auditor, address(0), 0);
+        // Classmates, but none of the candidates looked at could audit (they do not serve the
+        // model, lack the collateral, unbond, or joined to push the draw past the able ones):
+        // the arbiter decides rather than the result standing unchecked.
+        if (auditor == address(0)) _toArbiter(s, p, jobId, terms);
     }
 
     function commitAudit(Store storage s, Params memory p, uint256 jobId, bytes32 commitment) external {
@@ -170,20 +180,24 @@ library JobAudits {
         IJobMarket.JobSlot memory job = _slotDone(s, p, jobId, terms, result);
         IJobMarket.Audit storage au = s.audits[jobId];
         if (job.state == IJobMarket.State.Audited && au.phase == IJobMarket.Phase.Draw) {
-            // A hash gone from history would be known to all: the arbiter decides instead.
+            // A requested audit's auditor (none drawn yet) or a tiebreaker, from the hash of the
+            // block that asked for it. A hash gone from history would be known to all: the
+            // arbiter decides instead.
+            uint8 round = au.auditors[0] == address(0) ? 0 : 1;
             bytes32 h = _randomAt(au.drawBlock);
-            address tiebreaker =
-                h == bytes32(0) ? address(0) : _draw(s, p, terms, keccak256(abi.encode(h, jobId, "tiebreak")), au.auditors[0]);
-            if (tiebreaker == address(0)) {
+            address drawn = h == bytes32(0)
+                ? address(0)
+                : _draw(s, p, terms, keccak256(abi.encode(h, jobId, round == 0 ? "draw" : "tiebreak")), au.auditors[0]);
+            if (drawn == address(0)) {
                 _toArbiter(s, p, jobId, terms);
                 return;
             }
-            au.auditors[1] = tiebreaker;
-            au.round = 1;
+            au.auditors[round] = drawn;
+            au.round = round;
             au.phase = IJobMarket.Phase.Commit;
             uint40 commitDeadline = uint40(block.timestamp) + p.auditTimeout;
             s.jobs[jobId].deadline = commitDeadline;
-            emit IJobMarket.AuditorAssigned(jobId, tiebreaker, 1, collateralFor(p, terms.payment), commitDeadline);
+            emit IJobMarket.AuditorAssigned(jobId, drawn, round, collateralFor(p, terms.payment), commitDeadline);
             return;
         }
         if (job.state != IJobMarket.State.Audited && job.state != IJobMarket.State.Disputed) revert IJobMarket.InvalidState(jobId, job.state);
@@ -213,12 +227,13 @@ library JobAudits {
         if (c.balance < bond) revert IJobMarket.InsufficientBalance(msg.sender, c.balance, bond);
         c.balance -= bond;
         emit IJobMarket.AuditStarted(jobId, msg.sender, bond);
-        // The client chooses when to ask, so the previous block's hash (fixed before its
-        // request) draws; the client cannot pick the auditor without mining.
-        bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), jobId, "draw"));
-        address auditor = _draw(s, p, terms, seed, address(0));
-        _openAudit(s, p, jobId, terms, result, auditor, msg.sender, bond);
-        if (auditor == address(0)) _toArbiter(s, p, jobId, terms);
+        // The client chooses when to ask: any hash it could see before asking (the previous
+        // block's) would let it wait for one that draws an auditor of its choosing. `finalize`
+        // draws from the hash of this block, which nobody knows while sending this request.
+        _openAudit(s, p, jobId, terms, result, address(0), msg.sender, bond);
+        IJobMarket.Audit storage au = s.audits[jobId];
+        au.phase = IJobMarket.Phase.Draw;
+        au.drawBlock = uint64(block.number);
     }
 
     function resolve(Store storage s, Params memory p, uint256 jobId, IJobMarket.JobTerms calldata terms, IJobMarket.Result calldata result, bool providerWins)

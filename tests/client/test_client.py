@@ -244,3 +244,30 @@ def test_a_running_job_counts_neither_way_in_a_providers_record(env: Localnet) -
     env.w3.provider.make_request("evm_increaseTime", [61])  # type: ignore[arg-type]
     env.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     assert m.record(provider.address, now()) == {"JobClaimed": 2, "JobCompleted": 0, "JobDeclined": 0, "Slashed": 0}
+
+
+def test_dispute_draws_its_auditor_in_a_later_block_or_goes_to_the_arbiter(tmp_path: Path) -> None:
+    """`hearth job dispute` locks the bond, then draws the auditor from the hash of the dispute's
+    block (`finalize` in a later block: a hash the client could see before asking would let it
+    pick its auditor). Here the only node is alone in its class: nobody to draw, so the arbiter
+    decides, and the CLI says so."""
+    from dataclasses import replace
+
+    from hearth.dev.deploy import DEVNET_PARAMS
+
+    with Localnet(tmp_path / "home", params=replace(DEVNET_PARAMS, dispute_window=120)) as net:
+        net.start_node()
+        job_id = net.hearth_json("job", "submit", "--public", "--prompt", PROMPT, "--max-tokens", "4")["job_id"]
+        short = net.hearth("job", "dispute", str(job_id))
+        assert short.returncode == 1 and "the dispute bond is 0.1 HRT" in short.stderr
+        assert "hearth account deposit 0.1" in short.stderr
+        net.hearth_json("account", "deposit", "0.1")
+        out = net.hearth_json("job", "dispute", str(job_id))
+        assert (out["disputed"], out["auditor"], out["bond"]) == (True, None, DEVNET_PARAMS.dispute_bond / 10**18)
+        history = [name for name, _ in net.market.history(job_id)]
+        assert history[-2:] == ["AuditStarted", "JobDisputed"] and net.market.job(job_id).state == "Disputed"
+        dispute_block = net.market.logs("AuditStarted", net.market.deploy_block, "latest", jobId=job_id)[0]["blockNumber"]
+        disputed_block = net.market.logs("JobDisputed", net.market.deploy_block, "latest", jobId=job_id)[0]["blockNumber"]
+        assert disputed_block > dispute_block
+        again = net.hearth("job", "dispute", str(job_id))
+        assert again.returncode == 1 and "Disputed" in again.stderr and "Traceback" not in again.stderr

@@ -83,6 +83,14 @@ class Harness:
         self.check_invariant()
         return receipt
 
+    def dispute(self, client: LocalAccount, job_id: int) -> tuple[Any, Any]:
+        """The client's dispute, then (anyone's, in the next block) the `finalize` that draws its
+        auditor from the dispute block's hash; both receipts."""
+        r = self.op(client, "dispute", *self.done(job_id))
+        au = self.audit(job_id)
+        assert (au.phase, au.draw_block, au.auditors[0]) == ("Draw", r["blockNumber"], ZERO_ADDRESS)
+        return r, self.op(self.owner, "finalize", *self.done(job_id))
+
     def expect_revert(self, error: str, acct: LocalAccount, name: str, *args: Any, **error_args: Any) -> ContractError:
         """The call must revert with exactly this custom error (and these arguments)."""
         with pytest.raises(ContractError) as info:

@@ -247,10 +247,13 @@ class Model:
         self.stake[auditor] -= self.collateral(j.terms.payment)
         self.open_jobs[auditor] += 1
 
-    def open_audit(self, job_id: int, auditor: str | None, requester: str | None, bond: int) -> None:
+    def open_audit(self, job_id: int, auditor: str | None, requester: str | None, bond: int,
+                   draw: bool = False) -> None:
+        """An audit with its first auditor; none: to the arbiter, or (`draw`, a dispute) drawn
+        by a later finalize."""
         j = self.jobs[job_id]
-        j.audit = Audit(requester, bond, [auditor] if auditor else [])
-        self.move(job_id, "Audited" if auditor else "Disputed")
+        j.audit = Audit(requester, bond, [auditor] if auditor else [], phase="Draw" if draw else "Commit")
+        self.move(job_id, "Audited" if auditor or draw else "Disputed")
 
     def conclude(self, job_id: int, upheld: bool, bond_forfeit: bool) -> None:
         """End an audit or arbitration (see IJobMarket.resolve and JobAudits._conclude's rules)."""

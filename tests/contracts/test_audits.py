@@ -79,8 +79,25 @@ def events(h: Harness, receipt: Any, name: str) -> list[Any]:
     return [e["args"] for e in getattr(h.market.contract.events, name)().process_receipt(receipt, errors=DISCARD)]
 
 
+def past_window(h: Harness, job: int) -> None:
+    """Move time past a completed job's window (a random audit starts after it)."""
+    left = h.market.job(job).deadline - h.b.now()
+    if left >= 0:
+        h.b.advance(left + 2)  # eth-tester's latest block (where calls are estimated) lags its clock by one
+
+
+def mine(b: Backend, n: int) -> None:
+    """Mine `n` empty blocks (to age a completion block's hash out of history)."""
+    if b.name == "eth-tester":
+        b.tester.mine_blocks(n)  # type: ignore[attr-defined]
+        return
+    for k in [1000] * (n // 1000) + [n % 1000]:
+        b.rpc("anvil_mine", hex(k))  # type: ignore[attr-defined]
+
+
 def start(h: Harness, job: int) -> LocalAccount:
-    """startAudit by an outsider; returns the drawn auditor."""
+    """startAudit by an outsider after the window; returns the drawn auditor."""
+    past_window(h, job)
     r = h.op(h.b.accounts[9], "startAudit", *h.done(job))
     (started,) = events(h, r, "AuditStarted")
     assert (started["requester"], started["bond"]) == (ZERO_ADDRESS, 0)
@@ -135,6 +152,10 @@ def test_upheld_random_audit_pays_provider_auditor_and_pool(h: Harness) -> None:
     client, prov, (aud,) = cast(h)
     outsider = h.b.accounts[9]
     job = completed(h, client, prov)
+    h.b.advance(1)
+    deadline = h.market.job(job).deadline
+    # the window is the client's: no random audit in it, so none can end (and pay) before a dispute
+    h.expect_revert("DeadlineNotPassed", outsider, "startAudit", *h.done(job), jobId=job, deadline=deadline)
     h.b.advance(WINDOW + 1)
     assert h.market.contract.functions.auditSelected(*h.done(job)).call() is True
     h.expect_revert("AuditRequired", outsider, "settle", *h.done(job), jobId=job)
@@ -327,10 +348,13 @@ def test_requested_audit_that_upholds_the_result_costs_the_bond(backend: Backend
     h = make_harness(backend, dispute_window=WINDOW, **{**AUDITED, "audit_bps": 0, "dispute_bond": 3 * TOKEN})
     client, prov, (aud,) = cast(h)
     job = completed(h, client, prov)
-    h.expect_revert("NotSelected", client, "startAudit", *h.done(job), jobId=job)
-    r = h.op(client, "dispute", *h.done(job))
+    h.expect_revert("DeadlineNotPassed", client, "startAudit", *h.done(job), jobId=job)
+    r, drawn = h.dispute(client, job)
     (started,) = events(h, r, "AuditStarted")
     assert (started["requester"], started["bond"]) == (client.address, 3 * TOKEN)
+    assert events(h, r, "AuditorAssigned") == []  # drawn from this block's hash, by a later finalize
+    (assigned,) = events(h, drawn, "AuditorAssigned")
+    assert (assigned["auditor"], assigned["round"]) == (aud.address, 0)
     assert auditor(h, job) == aud and h.balance(client.address) == 496 * TOKEN
     h.commit_audit(aud, job)
     h.reveal(prov.address, job)
@@ -345,7 +369,7 @@ def test_requested_audit_that_upholds_the_result_costs_the_bond(backend: Backend
 def test_requested_audit_that_convicts_returns_the_bond(h: Harness) -> None:
     client, prov, _ = cast(h, auditors=2)
     job = completed(h, client, prov, WRONG)
-    h.op(client, "dispute", *h.done(job))
+    h.dispute(client, job)
     a0 = auditor(h, job)
     h.commit_audit(a0, job, OUT)
     h.reveal(prov.address, job, WRONG)
@@ -364,7 +388,7 @@ def test_requested_audit_that_convicts_returns_the_bond(h: Harness) -> None:
 def test_requested_audit_left_unanswered_returns_the_bond(h: Harness) -> None:
     client, prov, (aud,) = cast(h)
     job = completed(h, client, prov)
-    h.op(client, "dispute", *h.done(job))
+    h.dispute(client, job)
     h.b.advance(TIMEOUT + 1)
     h.op(client, "finalize", *h.done(job))
     assert books(h, prov, aud, client) == [(100 * TOKEN + PAY - AUDIT_FEE, STAKE, 0),
@@ -375,7 +399,24 @@ def test_requested_audit_left_unanswered_returns_the_bond(h: Harness) -> None:
 # ------------------------------------------------------------------ who can be drawn
 
 
-def test_no_eligible_auditor_skips_the_audit_and_pays(h: Harness) -> None:
+def test_a_provider_alone_in_its_class_is_not_audited_and_is_paid(h: Harness) -> None:
+    client, prov, _ = cast(h, auditors=0)
+    a = h.b.accounts
+    h.register(a[3], cls=CLASS_B)  # another class
+    job = completed(h, client, prov)
+    past_window(h, job)
+    r = h.op(a[9], "startAudit", *h.done(job))
+    assert len(events(h, r, "AuditSkipped")) == 1 and events(h, r, "AuditorAssigned") == []
+    (settled,) = events(h, r, "JobSettled")
+    assert settled["providerAmount"] == PAY - AUDIT_FEE and h.state(job) == "Settled"
+    assert books(h, prov)[0] == (100 * TOKEN + PAY - AUDIT_FEE, STAKE, 0)
+    assert h.pool() == AUDIT_FEE
+    assert h.market.account(a[3].address).open_jobs == 0
+
+
+def test_classmates_none_of_whom_can_audit_send_the_job_to_the_arbiter(h: Harness) -> None:
+    """Classmates that cannot audit (another model, too little stake, unbonding), or that joined
+    to push the draw past the able ones, do not let the result stand unchecked."""
     client, prov, _ = cast(h, auditors=0)
     a = h.b.accounts
     h.register(a[3], cls=CLASS_B)  # another class
@@ -385,14 +426,38 @@ def test_no_eligible_auditor_skips_the_audit_and_pays(h: Harness) -> None:
     h.op(a[6], "unbond")  # not active
     assert len(h.market.contract.functions.classMembers(CLASS_A).call()) == 4  # the provider and a[4:7]
     job = completed(h, client, prov)
+    past_window(h, job)
     r = h.op(a[9], "startAudit", *h.done(job))
-    assert len(events(h, r, "AuditSkipped")) == 1 and events(h, r, "AuditorAssigned") == []
-    (settled,) = events(h, r, "JobSettled")
-    assert settled["providerAmount"] == PAY - AUDIT_FEE and h.state(job) == "Settled"
-    assert books(h, prov)[0] == (100 * TOKEN + PAY - AUDIT_FEE, STAKE, 0)
-    assert h.pool() == AUDIT_FEE
+    assert events(h, r, "AuditSkipped") == [] and events(h, r, "AuditorAssigned") == []
+    (disputed,) = events(h, r, "JobDisputed")
+    assert (disputed["client"], disputed["bond"]) == (client.address, 0) and h.state(job) == "Disputed"
+    assert books(h, prov)[0] == (100 * TOKEN, STAKE - COLLATERAL, 1)  # nothing paid, the collateral held
     for p in a[3:7]:  # none of them was touched
         assert h.market.account(p.address).open_jobs == 0
+    decide(h, job, provider_wins=False)  # the arbiter finds it wrong: the client is refunded
+    assert h.state(job) == "Refunded" and h.balance(client.address) == 500 * TOKEN
+    assert books(h, prov)[0] == (100 * TOKEN, STAKE - COLLATERAL, 0)
+
+
+def test_a_job_aged_out_of_the_hash_history_is_drawn_and_goes_to_the_arbiter(h: Harness) -> None:
+    """Once the completion block's hash is gone, every job counts as drawn (waiting does not dodge
+    an audit), but its auditor would be known to all and it would earn a reward from the pool on
+    demand: the arbiter decides, and a lapsed arbiter lets the result stand."""
+    client, prov, (aud,) = cast(h)
+    pool_before = h.pool()
+    job = completed(h, client, prov)
+    past_window(h, job)
+    history = h.b.w3.eth.get_code(Web3.to_checksum_address("0x0000F90827F1C53a10cb7A02335B175320002935"))
+    mine(h.b, 8_200 if history else 300)  # beyond EIP-2935's 8,191 blocks, or BLOCKHASH's 256
+    assert h.market.contract.functions.auditSelected(*h.done(job)).call() is True
+    r = h.op(h.b.accounts[9], "startAudit", *h.done(job))
+    assert events(h, r, "AuditorAssigned") == [] and h.state(job) == "Disputed"
+    assert h.market.account(aud.address).open_jobs == 0
+    h.b.advance(int(h.market.contract.functions.arbitrationTimeout().call()) + 1)
+    r = h.op(h.b.accounts[9], "finalize", *h.done(job))
+    assert events(h, r, "AuditorPaid") == [] and h.state(job) == "Settled"
+    assert books(h, prov)[0] == (100 * TOKEN + PAY - AUDIT_FEE, STAKE, 0)
+    assert h.pool() == pool_before + AUDIT_FEE
 
 
 def test_auditors_are_drawn_only_in_the_class_among_servers(h: Harness) -> None:
@@ -434,6 +499,7 @@ def test_never_selected_without_audits(backend: Backend) -> None:
     client, prov, _ = cast(h)
     job = completed(h, client, prov)
     assert h.market.contract.functions.auditSelected(*h.done(job)).call() is False
+    past_window(h, job)
     h.expect_revert("NotSelected", client, "startAudit", *h.done(job), jobId=job)
     h.settle(job)
     assert h.state(job) == "Settled"

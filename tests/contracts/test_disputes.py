@@ -1,5 +1,5 @@
 """Disputes that reach the arbiter, on eth-tester and anvil: a client's requested audit with no
-auditor to draw goes straight to the arbiter (audits with auditors: test_audits.py); the client's
+auditor to draw goes to the arbiter when `finalize` draws (audits with auditors: test_audits.py); the client's
 bond, the arbiter's one cutoff, a silent arbiter (the result stands), and arbiters that misbehave
 or are starved of gas. The balance invariant is checked after every operation."""
 
@@ -53,13 +53,14 @@ def _decide(h: Harness, job: int, provider_wins: bool, name: str = "SimpleArbite
 def test_dispute_locks_bond_and_arbiter_refunds_client(hw: Harness) -> None:
     client, prov, other, job = _completed(hw)
     hw.expect_revert("NotClient", other, "dispute", *hw.done(job), jobId=job, caller=other.address)
-    r = hw.op(client, "dispute", *hw.done(job))
+    r, drawn = hw.dispute(client, job)
     assert hw.state(job) == "Disputed"
     assert hw.balance(client.address) == 490 * TOKEN - hw.bond
     events = hw.market.contract.events
     started = events.AuditStarted().process_receipt(r, errors=DISCARD)[0]["args"]
     assert (started["requester"], started["bond"]) == (client.address, hw.bond)
-    assert events.AuditorAssigned().process_receipt(r, errors=DISCARD) == ()  # nobody else in the class
+    assert events.AuditorAssigned().process_receipt(drawn, errors=DISCARD) == ()  # nobody else in the class
+    r = drawn
     ev = events.JobDisputed().process_receipt(r, errors=DISCARD)[0]["args"]
     assert ev["bond"] == hw.bond and ev["arbitrationDeadline"] == hw.market.job(job).deadline
     au = hw.audit(job)
@@ -81,7 +82,7 @@ def test_dispute_locks_bond_and_arbiter_refunds_client(hw: Harness) -> None:
 
 def test_upheld_result_pays_provider_and_bond(hw: Harness) -> None:
     client, prov, _, job = _completed(hw)
-    hw.op(client, "dispute", *hw.done(job))
+    hw.dispute(client, job)
     before = hw.balance(prov.address)
     _decide(hw, job, True)
     assert hw.state(job) == "Settled"
@@ -106,7 +107,7 @@ def test_dispute_after_window_reverts(hw: Harness) -> None:
 
 def test_silent_arbiter_lets_the_result_stand(hw: Harness) -> None:
     client, prov, other, job = _completed(hw)
-    hw.op(client, "dispute", *hw.done(job))
+    hw.dispute(client, job)
     deadline = hw.market.job(job).deadline
     hw.expect_revert("DeadlineNotPassed", other, "finalize", *hw.done(job), jobId=job, deadline=deadline)
     hw.b.advance(86_401)
@@ -148,7 +149,7 @@ def test_malicious_arbiter_cannot_block_or_move_funds(backend: Backend, mode: in
         h.accounts.add(arb.address)
     h.s(owner).transact(arb.functions.configure(mode, h.terms(job), h.result(job)))
     paid = h.balance(prov.address)
-    h.op(client, "dispute", *h.done(job))  # the arbiter's misbehaviour cannot block it
+    h.dispute(client, job)  # the arbiter's misbehaviour cannot block the draw that calls it
     assert h.state(job) == "Disputed"
     assert arb.functions.reentered().call() is False
     if mode in (1, 2):  # the attempt was made, and the reentrancy guard refused it
@@ -174,7 +175,9 @@ def test_arbiter_cannot_be_silenced_by_a_tight_gas_limit(backend: Backend) -> No
     h, arb = _evil(backend)
     client, _, _, job = _completed(h)
     h.s(h.owner).transact(arb.functions.configure(4, h.terms(job), h.result(job)))  # records the gas it gets
-    fn = h.market.fn("dispute", *h.done(job))
+    h.op(client, "dispute", *h.done(job))
+    h.b.advance(1)  # calls and estimates run in the latest block, where the draw's hash is not known yet
+    fn = h.market.fn("finalize", *h.done(job))  # the draw, which finds no auditor: to the arbiter
     enough = int(fn.estimate_gas({"from": client.address}))
     short = enough - 15_000
     with pytest.raises(Exception) as info:  # noqa: B017  (decoded just below)
@@ -186,8 +189,8 @@ def test_arbiter_cannot_be_silenced_by_a_tight_gas_limit(backend: Backend) -> No
         Sender(h.b.w3, client, fixed_gas=short).transact(fn)
     h.s(client).resync()
     h.check_invariant()
-    assert h.state(job) == "Completed"
-    # with the estimated limit the dispute lands and the arbiter gets its whole allowance
+    assert h.state(job) == "Audited" and h.audit(job).phase == "Draw"
+    # with the estimated limit the draw lands and the arbiter gets its whole allowance
     Sender(h.b.w3, client, fixed_gas=enough).transact(fn)
     h.s(client).resync()
     h.check_invariant()
@@ -199,7 +202,9 @@ def test_arbiter_that_burns_its_gas_does_not_sink_a_tight_dispute(backend: Backe
     h, arb = _evil(backend)
     client, _, _, job = _completed(h)
     h.s(h.owner).transact(arb.functions.configure(3, h.terms(job), h.result(job)))
-    fn = h.market.fn("dispute", *h.done(job))
+    h.op(client, "dispute", *h.done(job))
+    h.b.advance(1)  # calls and estimates run in the latest block, where the draw's hash is not known yet
+    fn = h.market.fn("finalize", *h.done(job))
     r = Sender(h.b.w3, client, fixed_gas=int(fn.estimate_gas({"from": client.address}))).transact(fn)
     h.s(client).resync()
     h.check_invariant()

@@ -1,5 +1,5 @@
 """A hypothesis state machine drives the market and an independent model of it (model.py) side
-by side: two clients, four providers (three of one reproducibility class, one of another), two
+by side: two clients, five providers (three of one reproducibility class, two of another), two
 fee recipients and the arbiter, each acting only where the rules let that party act, over a
 market with a dispute window, a dispute bond, a collateral floor, a non-zero fee that the owner
 changes, random audits of half the jobs (auditBps 5,000, so both settle and audit happen) and an
@@ -73,8 +73,10 @@ TRANSITIONS = (
     "deposit", "depositWithPermit", "withdraw", "register", "addStake", "unbond", "withdrawStake", "setFee",
     "addModels", "removeModels",
     "setReproClass", "postJob", "postJob (directed)", "postJobWithPermit", "claim", "complete (honest)",
-    "complete (wrong output)", "cancel", "settle", "settleMany", "startAudit (auditor drawn)", "startAudit (skipped: nobody)",
-    "dispute (auditor drawn)", "dispute (nobody: to the arbiter)", "commitAudit (honest)", "commitAudit (lying)",
+    "complete (wrong output)", "cancel", "settle", "settleMany", "startAudit (auditor drawn)",
+    "startAudit (skipped: alone in its class)", "startAudit (no classmate can audit: to the arbiter)", "dispute",
+    "finalize (dispute's auditor drawn)",
+    "finalize (dispute, nobody: to the arbiter)", "commitAudit (honest)", "commitAudit (lying)",
     "reveal (provider)", "reveal (auditor)", "audit upheld", "audit mismatch", "finalize (tiebreaker drawn)",
     "tiebreak (provider upheld)", "tiebreak (provider convicted)", "three outputs (to the arbiter)",
     "finalize (commit timeout: auditor slashed)", "finalize (reveal timeout: upheld)",
@@ -322,7 +324,7 @@ class MarketMachine(RuleBasedStateMachine):
         m = self.m
         # Providers 0-2 stay active in class A, so that a tiebreaker can always be drawn;
         # provider 3 leaves, comes back (in either class, with either models), changes class and models.
-        who = self.w.providers if kind == "addStake" else self.w.providers[3:]
+        who = self.w.providers if kind == "addStake" else self.w.providers[3:4]
         fits = [p for p in who if self.provider_ok(p.address, kind)]
         p = rnd.choice(fits or who)  # one it works for, if any
         models = rnd.choice([MODELS[:1], MODELS])
@@ -620,15 +622,25 @@ class MarketMachine(RuleBasedStateMachine):
         r = self.tx(rnd.choice(self.everyone), "startAudit", *self.done(job_id))
         auditor = self.drawn(r, job_id, 0)
         self.m.draw(job_id, auditor)
-        if auditor is None:  # nobody can check it: the result stands
+        provider_class = self.m.cls[self.m.jobs[job_id].terms.provider]
+        alone = sum(c == provider_class for c in self.m.cls.values()) < 2
+        if auditor is None and alone:  # nobody can check it: the result stands
             assert len(self.events(r, "AuditSkipped")) == 1
             self.paid_once(job_id, r)
             self.m.pay_provider(job_id)
+            kind = "startAudit (skipped: alone in its class)"
+        elif auditor is None:  # classmates, none of them able to audit: the arbiter decides
+            assert self.events(r, "AuditSkipped") == []
+            self.paid_once(job_id, r, paid=False)
+            self.m.open_audit(job_id, None, None, 0)
+            self.to_arbiter(job_id, r)
+            kind = "startAudit (no classmate can audit: to the arbiter)"
         else:
             self.paid_once(job_id, r, paid=False)
             self.m.open_audit(job_id, auditor, None, 0)
+            kind = "startAudit (auditor drawn)"
         self.check_state(job_id)
-        COUNTS["startAudit (auditor drawn)" if auditor else "startAudit (skipped: nobody)"] += 1
+        COUNTS[kind] += 1
 
     def cancel(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.jobs_where("Posted"))
@@ -648,12 +660,11 @@ class MarketMachine(RuleBasedStateMachine):
             return
         r = self.tx(client, "dispute", *self.done(job_id))
         self.m.balance[t.client] -= PARAMS.dispute_bond
-        auditor = self.drawn(r, job_id, 0)
-        self.m.draw(job_id, auditor)
-        self.m.open_audit(job_id, auditor, t.client, PARAMS.dispute_bond)
-        assert len(self.events(r, "JobDisputed")) == (auditor is None)
+        # nobody drawn yet: `finalize` draws from this block's hash, unknown to the client
+        assert self.drawn(r, job_id, 0) is None and self.events(r, "JobDisputed") == []
+        self.m.open_audit(job_id, None, t.client, PARAMS.dispute_bond, draw=True)
         self.check_state(job_id)
-        COUNTS["dispute (auditor drawn)" if auditor else "dispute (nobody: to the arbiter)"] += 1
+        COUNTS["dispute"] += 1
 
     def commit(self, rnd: Random, kind: str) -> None:
         job_id = rnd.choice(self.first_tiebreaks(self.commits(), lambda o: int(o)))
@@ -734,18 +745,20 @@ class MarketMachine(RuleBasedStateMachine):
         state, ph = j.state, au.phase
         r = self.tx(rnd.choice(self.everyone), "finalize", *self.done(job_id))
         if state == "Audited" and ph == "Draw":
-            tiebreaker = self.drawn(r, job_id, 1)
-            m.draw(job_id, tiebreaker, exclude=au.auditors[0])
-            if tiebreaker is None:
+            round_ = len(au.auditors)  # 0: a dispute's auditor, 1: the tiebreaker
+            drawn = self.drawn(r, job_id, round_)
+            m.draw(job_id, drawn, exclude=au.auditors[0] if round_ else None)
+            if drawn is None:
                 self.to_arbiter(job_id, r)
-                COUNTS["finalize (no tiebreaker: to the arbiter)"] += 1
+                COUNTS["finalize (no tiebreaker: to the arbiter)" if round_ else
+                       "finalize (dispute, nobody: to the arbiter)"] += 1
             else:
-                au.auditors.append(tiebreaker)
-                if rnd.random() < 0.1:
-                    self.silent.add((job_id, tiebreaker))  # never commits
-                au.round, au.phase = 1, "Commit"
+                au.auditors.append(drawn)
+                if round_ and rnd.random() < 0.1:
+                    self.silent.add((job_id, drawn))  # never commits
+                au.round, au.phase = round_, "Commit"
                 m.move(job_id, "Audited")
-                COUNTS["finalize (tiebreaker drawn)"] += 1
+                COUNTS["finalize (tiebreaker drawn)" if round_ else "finalize (dispute's auditor drawn)"] += 1
         elif state == "Disputed":  # the arbiter never decided: the result stands, the bond goes back
             m.conclude(job_id, True, False)
             self.paid_once_after(job_id, r)
@@ -823,8 +836,10 @@ class MarketMachine(RuleBasedStateMachine):
                 out.append(("settle inside the window", "DeadlineNotPassed", outsider, "settle", i, done, {}))
             if st_ == "Completed" and not m.open_window(j) and self.selected(i) is True:
                 out.append(("settle a job drawn for audit", "AuditRequired", outsider, "settle", i, done, {}))
-            if st_ == "Completed" and self.selected(i) is False:
+            if st_ == "Completed" and not m.open_window(j) and self.selected(i) is False:
                 out.append(("startAudit of a job not drawn", "NotSelected", outsider, "startAudit", i, done, {}))
+            if st_ == "Completed" and m.open_window(j):
+                out.append(("startAudit inside the window", "DeadlineNotPassed", outsider, "startAudit", i, done, {}))
             if st_ in ("Posted", "Claimed") and m.open_window(j):
                 out.append(("expire before the deadline", "DeadlineNotPassed", outsider, "expire", i, terms, {}))
             if st_ == "Disputed" and not m.open_window(j):

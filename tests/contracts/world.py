@@ -29,8 +29,10 @@ class World:
         a = b.accounts
         self.b = b
         self.h: Harness = make_harness(b, **asdict(PARAMS))
-        # providers 0-2 of class A (they stay: a tiebreaker can be drawn), provider 3 of class B (it moves)
-        self.owner, self.clients, self.providers, self.treasuries = a[0], a[1:3], [*a[3:6], a[6]], a[7:9]
+        # providers 0-2 of class A (they stay: a tiebreaker can be drawn), provider 3 of class B (it
+        # moves), provider 4 of class B (it stays: alone in class B when provider 3 leaves, with no
+        # able auditor while provider 3 unbonds or does not serve a job's model)
+        self.owner, self.clients, self.providers, self.treasuries = a[0], a[1:3], [*a[3:6], a[6], a[9]], a[7:9]
         h = self.h
         h.op(self.owner, "setFee", 250, self.treasuries[0].address)
         m = Model(PARAMS, 250, self.treasuries[0].address)
@@ -39,7 +41,8 @@ class World:
             m.wallet[acct.address], m.balance[acct.address] = 800 * TOKEN, 200 * TOKEN
             m.status[acct.address] = "None"
         starts = ((self.providers[0], MODELS, CLASS_A), (self.providers[1], MODELS, CLASS_A),
-                  (self.providers[2], MODELS, CLASS_A), (self.providers[3], MODELS, CLASS_B))
+                  (self.providers[2], MODELS, CLASS_A), (self.providers[3], MODELS, CLASS_B),
+                  (self.providers[4], MODELS, CLASS_B))
         for p, models, cls in starts:
             h.op(p, "register", 10 * TOKEN, 0, cls, list(models))
             m.cls[p.address] = cls

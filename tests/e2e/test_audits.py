@@ -109,3 +109,39 @@ def test_audits_make_the_cheater_lose_and_pay_the_honest(tmp_path: Path) -> None
         assert {r["provider"]: r["slashed"] for r in listed} == {
             dev_account(CHEATER).address: len(slashings(net, jobs, CHEATER)),
             **{dev_account(i).address: 0 for i in HONEST}}
+
+
+def test_a_requested_audit_is_run_by_a_node_drawn_after_the_request(tmp_path: Path) -> None:
+    """`hearth job dispute` on an honest node's job: the auditor is drawn a block after the
+    request (from its hash), the other node re-runs the job, commits and reveals, the result
+    stands; the bond pays the auditor one payment and the rest goes to the provider."""
+    params = replace(DEVNET_PARAMS, audit_bps=0, dispute_window=120)  # no random audits: only the requested one
+    with Localnet(tmp_path / "home", params=params) as net:
+        provider, auditor = HONEST
+        for i in HONEST:
+            net.start_node(i, extra_env=PRICE)
+        out = net.hearth_json("job", "submit", "--public", "--prompt", "Count to 3.", "--max-tokens", "8",
+                              "--provider", dev_account(provider).address, account=CLIENT)
+        job = int(out["job_id"])
+        net.hearth_json("account", "deposit", str(params.dispute_bond / TOKEN), account=CLIENT)
+        before = {i: _total(net, i) for i in (provider, auditor, CLIENT)}
+        disputed = net.hearth_json("job", "dispute", str(job), account=CLIENT)
+        assert disputed["auditor"] == dev_account(auditor).address
+        deadline = time.monotonic() + 180
+        while net.market.job(job).state != "Settled":
+            assert time.monotonic() < deadline, net.market.job(job)
+            time.sleep(1)
+        names = [n for n, _ in net.market.history(job)]
+        assert names.count("AuditorAssigned") == 1 and "AuditMismatch" not in names and "Slashed" not in names
+        wait = time.monotonic() + 60
+        while net.market.account(dev_account(auditor).address).open_jobs:  # its collateral back in stake
+            assert time.monotonic() < wait
+            time.sleep(0.5)
+        after = {i: _total(net, i) for i in (provider, auditor, CLIENT)}
+        audit_fee = PAYMENT * params.audit_fee_bps // 10_000
+        assert before[CLIENT] - after[CLIENT] == params.dispute_bond  # the job was paid at submit
+        assert after[auditor] - before[auditor] == PAYMENT  # a payment out of the bond
+        # paid less the audit fee, plus what is left of the bond; its collateral (locked at the first
+        # reading) back in its stake
+        locked = net.market.collateral_for(PAYMENT)
+        assert after[provider] - before[provider] == PAYMENT - audit_fee + params.dispute_bond - PAYMENT + locked

@@ -330,17 +330,59 @@ def job_settle(c: Ctx, job_id: int, as_json: bool) -> None:
     emit({"job_id": job_id, "settled": True, "tx": tx}, as_json, f"job {job_id} settled; the provider is paid")
 
 
+@job_group.command("finalize")
+@click.argument("job_id", type=JOB_ID)
+@json_opt
+@pass_ctx
+def job_finalize(c: Ctx, job_id: int, as_json: bool) -> None:
+    """Move an audit or dispute on (anyone may; nodes do it by themselves): draw a pending
+    auditor or tiebreaker, or end a phase or an arbitration whose deadline has passed."""
+    tx = _job_tx(c, "finalize", job_id)
+    state = c.market.job(job_id).state
+    emit({"job_id": job_id, "state": state, "tx": tx}, as_json, f"job {job_id} moved on: now {state}")
+
+
 @job_group.command("dispute")
 @click.argument("job_id", type=JOB_ID)
 @json_opt
 @pass_ctx
 def job_dispute(c: Ctx, job_id: int, as_json: bool) -> None:
-    """Ask for an audit of a completed job within its window, posting the market's dispute bond
-    from your deposit: a provider of the same reproducibility class re-runs the job. If the
-    result stands, the bond pays the auditors (the rest goes to the provider); if not, you get
-    payment and bond back and the provider loses its collateral. With no auditor to draw, the
-    arbiter decides."""
+    """Ask for an audit of your completed job within its window (only the job's client may),
+    posting the market's dispute bond from your deposit: a provider of the same reproducibility
+    class, drawn from the hash of the block of your request, re-runs the job. If the result
+    stands, the bond pays the auditors (the rest goes to the provider); if not, you get payment
+    and bond back and the provider loses its collateral. With no auditor to draw, the arbiter
+    decides."""
     bond = int(c.market.call(c.market.contract.functions.disputeBond()))
+    held = c.market.account(c.account.address).balance
+    if held < bond and c.market.job(job_id).state == "Completed":  # else the market's error says why not
+        raise UserError(f"the dispute bond is {bond / TOKEN:g} HRT and your deposit holds {held / TOKEN:g} HRT",
+                        hint=f"hearth account deposit {(bond - held) / TOKEN:g}, then retry")
     tx = _job_tx(c, "dispute", job_id)
-    emit({"job_id": job_id, "disputed": True, "bond": bond / TOKEN, "tx": tx}, as_json,
-         f"job {job_id}: audit requested with a {bond / TOKEN:g} HRT bond; follow it: hearth job status {job_id}")
+    auditor = _draw_auditor(c, job_id)
+    emit({"job_id": job_id, "disputed": True, "bond": bond / TOKEN, "tx": tx, "auditor": auditor}, as_json,
+         f"job {job_id}: audit requested with a {bond / TOKEN:g} HRT bond; "
+         + (f"auditor {auditor} drawn" if auditor else "no auditor to draw: the arbiter decides")
+         + f"; follow it: hearth job status {job_id}")
+
+
+def _draw_auditor(c: Ctx, job_id: int, wait: float = 120) -> str | None:
+    """Draw the auditor of a dispute: `finalize`, once a block follows the dispute's (its hash
+    draws; anyone may send it, and the provider's node does too). The auditor, or None if the
+    job went to the arbiter."""
+    from hearth.errors import ContractError
+
+    end = time.monotonic() + wait
+    while c.market.audit(job_id).phase == "Draw":
+        try:
+            _job_tx(c, "finalize", job_id)
+        except ContractError as e:  # the next block is not there yet, or another party drew first
+            if e.name != "RandomnessNotReady" and c.market.audit(job_id).phase == "Draw":
+                raise
+            if time.monotonic() > end:
+                raise UserError(f"job {job_id}'s auditor is not drawn yet (no new block for {wait:.0f} s)",
+                                hint=f"draw it later: hearth job finalize {job_id}") from e
+            time.sleep(2)
+    au = c.market.audit(job_id)
+    drawn = au.auditors[0]
+    return None if int(drawn, 16) == 0 else drawn

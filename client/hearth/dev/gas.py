@@ -276,14 +276,18 @@ def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
     g("decline", sp, m.fn("decline", job, t.as_tuple()))
     g("publishOffers", sp, m.fn("publishOffers", RESULT))
 
-    # requested audits with nobody to draw go to the arbiter
+    # requested audits with nobody to draw go to the arbiter (the draw, a block after the dispute)
     for outcome in (True, False):
         job, t, c = completed(m)
-        g("dispute (no auditor: to the arbiter)", sc, m.fn("dispute", job, t.as_tuple(), c.as_tuple()))
+        g("dispute", sc, m.fn("dispute", job, t.as_tuple(), c.as_tuple()))
+        advance(1)  # see advance()
+        g("finalize (dispute's draw finds no auditor: to the arbiter)", sx, m.fn("finalize", job, t.as_tuple(), c.as_tuple()))
         key = "resolve via SimpleArbiter (provider wins)" if outcome else "resolve via SimpleArbiter (client wins)"
         g(key, so, arb_c.functions.decide(m.address, job, t.as_tuple(), c.as_tuple(), outcome))
     job, t, c = completed(m)
     sc.transact(m.fn("dispute", job, t.as_tuple(), c.as_tuple()))
+    advance(1)
+    sx.transact(m.fn("finalize", job, t.as_tuple(), c.as_tuple()))
     advance(86_401)
     g("finalize (arbiter lapsed, result stands)", sx, m.fn("finalize", job, t.as_tuple(), c.as_tuple()))
 
@@ -311,7 +315,7 @@ def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
             g(k("claim"), sp, ma.fn("claim", job, t.as_tuple()))
             t = t.with_provider(prov.address)
             c = complete(ma, job, t, k("complete"))
-            advance(1)  # see advance()
+            advance(3601)  # a random audit starts after the window
             found = first_look(bytes(w3.eth.get_block(c.block)["hash"]), job) == aud.address
             done = (job, t.as_tuple(), c.as_tuple())
             steps = (
@@ -332,7 +336,7 @@ def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
     # an audit that finds a mismatch: the draw of the tiebreaker (nobody else: the arbiter)
     job, t, c = completed(ma)
     done = (job, t.as_tuple(), c.as_tuple())
-    advance(1)
+    advance(3601)
     sx.transact(ma.fn("startAudit", *done))
     sa.transact(audit_by(ma, aud, job, b"\x66" * 32))
     sp.transact(ma.fn("reveal", *done, prov.address, OUT, SALT))
@@ -343,15 +347,19 @@ def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
     # a silent auditor
     job, t, c = completed(ma)
     done = (job, t.as_tuple(), c.as_tuple())
-    advance(1)
+    advance(3601)
     sx.transact(ma.fn("startAudit", *done))
     advance(3601)
     g("finalize (auditor silent: slashed, result stands)", sx, ma.fn("finalize", *done))
     # a requested audit with an auditor
-    job, t, c = completed(ma)
-    while first_look(bytes(w3.eth.get_block("latest")["hash"]), job) != aud.address:
-        advance(1)  # the dispute's draw reads the hash of the block before it
-    g("dispute (requested audit, auditor drawn)", sc, ma.fn("dispute", job, t.as_tuple(), c.as_tuple()))
+    while True:  # the first whose draw finds the auditor at its first look (see audited())
+        job, t, c = completed(ma)
+        r = sc.transact(ma.fn("dispute", job, t.as_tuple(), c.as_tuple()))
+        found = first_look(bytes(w3.eth.get_block(r["blockNumber"])["hash"]), job) == aud.address
+        advance(1)
+        g("finalize (dispute's draw: auditor drawn)" if found else None, sx, ma.fn("finalize", job, t.as_tuple(), c.as_tuple()))
+        if found:
+            break
 
     # post with permit (client deposit short)
     p = m.post_params(MODEL, SPEC, TOKEN, now() + 3600, 600)
