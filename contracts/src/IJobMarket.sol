@@ -123,7 +123,9 @@ interface IJobMarket {
     /// @param providerOutput the provider's revealed output hash (zero: not revealed)
     /// @param round 0 or 1
     /// @param phase what the audit waits for
-    /// @param drawBlock the block whose hash draws the auditor of a requested audit or the tiebreaker
+    /// @param drawBlock the block whose hash draws the auditor of a requested or aged audit or the tiebreaker
+    /// @param aged a random audit of a job whose completion block's hash had left history: drawn
+    ///        whatever it was, so its auditor's reward is only the job's own audit fee
     struct Audit {
         address requester;
         uint96 bond;
@@ -134,6 +136,7 @@ interface IJobMarket {
         uint8 round;
         Phase phase;
         uint64 drawBlock;
+        bool aged;
     }
 
     /// @notice One slot of storage per job.
@@ -498,7 +501,7 @@ interface IJobMarket {
     /// @notice Whether a completed job was drawn for a random audit: the hash of its completion
     ///         block, unknown when the provider sent `complete`, decides. Once that hash is gone
     ///         from history (8,191 blocks with EIP-2935, else 256) every job counts as drawn, so
-    ///         waiting cannot dodge an audit; such a job's audit goes to the arbiter.
+    ///         waiting cannot dodge an audit (see startAudit).
     function auditSelected(uint256 jobId, JobTerms calldata terms, Result calldata result)
         external
         view
@@ -507,8 +510,9 @@ interface IJobMarket {
     /// @notice Start the random audit of a completed job drawn for one (anyone), after its
     ///         window: draws an auditor among the other active providers of the provider's class
     ///         that serve the model. Settles at once if the provider is alone in its class; goes
-    ///         to the arbiter if none of the classmates looked at can audit, or if the completion
-    ///         block's hash is gone from history (see auditSelected).
+    ///         to the arbiter if none of the classmates looked at can audit. Once the completion
+    ///         block's hash is gone from history (see auditSelected), `finalize` draws the auditor
+    ///         in a later block from the hash of this one, and the reward is the job's audit fee.
     function startAudit(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
 
     /// @notice The current round's auditor commits to its output.
@@ -543,8 +547,8 @@ interface IJobMarket {
 
     /// @notice The client asks for an audit of a completed job within the window, locking the
     ///         dispute bond. The auditor is drawn by `finalize` (anyone) in a later block, from
-    ///         the hash of this one; with no auditor to draw, the job goes to the arbiter, which
-    ///         needs enough gas to give it ARBITER_GAS (InsufficientGasForArbiter otherwise).
+    ///         the hash of this one; with no auditor to draw, that `finalize` sends the job to the
+    ///         arbiter, and needs enough gas to give it ARBITER_GAS (InsufficientGasForArbiter).
     function dispute(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
 
     /// @notice The arbiter decides a disputed job before its arbitration deadline. Provider

@@ -117,15 +117,21 @@ library JobAudits {
         if (!_selected(s, p, jobId, terms, result)) revert IJobMarket.NotSelected(jobId);
         emit IJobMarket.AuditStarted(jobId, address(0), 0);
         bytes32 h = _randomAt(result.completedBlock);
-        // A hash gone from history drew the job whatever it was (waiting must not dodge an audit)
-        // and would draw an auditor anyone could foresee: the arbiter decides instead, and no
-        // reward from the pool is at stake (a job aged on purpose must not earn one).
-        address auditor = h == bytes32(0) ? address(0) : _draw(s, p, terms, keccak256(abi.encode(h, jobId, "draw")), address(0));
-        if (auditor == address(0) && h != bytes32(0) && s.classMembers[s.reproClassOf[terms.provider]].length < 2) {
-            // Alone in its class, nobody can check it: the result stands, as without the draw.
-            emit IJobMarket.AuditSkipped(jobId);
-            delete s.jobs[jobId];
-            _payProvider(s, p, jobId, terms, 0);
+        if (h == bytes32(0)) {
+            // Drawn because its hash is gone (waiting must not dodge an audit): any hash the
+            // caller can see would let it pick the auditor, so `finalize` draws from this
+            // block's; and an audit had on demand earns its auditor no more than the job paid
+            // into the pool (an operator with a class of its own could drain the pool otherwise).
+            _openAudit(s, p, jobId, terms, result, address(0), address(0), 0);
+            IJobMarket.Audit storage au = s.audits[jobId];
+            au.phase = IJobMarket.Phase.Draw;
+            au.drawBlock = uint64(block.number);
+            au.aged = true;
+            return;
+        }
+        address auditor = _draw(s, p, terms, keccak256(abi.encode(h, jobId, "draw")), address(0));
+        if (auditor == address(0) && _alone(s, terms)) {
+            _skip(s, p, jobId, terms);
             return;
         }
         _openAudit(s, p, jobId, terms, result, auditor, address(0), 0);
@@ -133,6 +139,18 @@ library JobAudits {
         // model, lack the collateral, unbond, or joined to push the draw past the able ones):
         // the arbiter decides rather than the result standing unchecked.
         if (auditor == address(0)) _toArbiter(s, p, jobId, terms);
+    }
+
+    /// @dev Whether the provider is alone in its class: nobody can check its outputs.
+    function _alone(Store storage s, IJobMarket.JobTerms calldata terms) private view returns (bool) {
+        return s.classMembers[s.reproClassOf[terms.provider]].length < 2;
+    }
+
+    /// @dev A random audit nobody can run: the result stands, as without the draw.
+    function _skip(Store storage s, Params memory p, uint256 jobId, IJobMarket.JobTerms calldata terms) private {
+        emit IJobMarket.AuditSkipped(jobId);
+        delete s.jobs[jobId];
+        _payProvider(s, p, jobId, terms, 0);
     }
 
     function commitAudit(Store storage s, Params memory p, uint256 jobId, bytes32 commitment) external {
@@ -189,7 +207,13 @@ library JobAudits {
                 ? address(0)
                 : _draw(s, p, terms, keccak256(abi.encode(h, jobId, round == 0 ? "draw" : "tiebreak")), au.auditors[0]);
             if (drawn == address(0)) {
-                _toArbiter(s, p, jobId, terms);
+                // An aged random audit of a provider alone in its class: as startAudit would.
+                if (round == 0 && au.requester == address(0) && _alone(s, terms)) {
+                    delete s.audits[jobId];
+                    _skip(s, p, jobId, terms);
+                } else {
+                    _toArbiter(s, p, jobId, terms);
+                }
                 return;
             }
             au.auditors[round] = drawn;
@@ -332,6 +356,12 @@ library JobAudits {
             }
             uint96 reward = terms.payment;
             if (upheld && au.requester == address(0)) {
+                // From the pool: no more than what a job pays into it per random audit (its audit
+                // fee over the audit rate; the whole payment at the defaults), so auditing one's
+                // own jobs cannot drain it; an aged audit, drawn on demand, its own audit fee.
+                uint256 fee = uint256(terms.payment) * p.auditFeeBps;
+                uint256 cap = au.aged || p.auditBps == 0 ? fee / 10_000 : fee / p.auditBps;
+                if (reward > cap) reward = uint96(cap);
                 if (reward > s.auditPool) reward = s.auditPool;
                 s.auditPool -= reward;
             } else {

@@ -47,6 +47,7 @@ class Audit:
     provider_output: bytes | None = None
     round: int = 0
     phase: str = "Commit"
+    aged: bool = False  # drawn because the completion block's hash had left history (the state machine never waits that long)
 
 
 @dataclass
@@ -269,8 +270,9 @@ class Model:
                 self.pool += c  # wrong or silent: its collateral goes to the pool
                 continue
             reward = t.payment
-            if upheld and au.requester is None:
-                reward = min(reward, self.pool)
+            if upheld and au.requester is None:  # no more than a job pays into the pool per random audit
+                p = self.params
+                reward = min(reward, t.payment * p.audit_fee_bps // (10_000 if au.aged else p.audit_bps), self.pool)
                 self.pool -= reward
             else:
                 reward = min(reward, fund)

@@ -221,12 +221,14 @@ def test_tiebreak_upholds_the_provider_and_slashes_the_lying_auditor(h: Harness)
     a0, a1, r = tiebreak(h, job, OUT, WRONG, OUT)
     assert [e["upheld"] for e in events(h, r, "AuditEnded")] == [True]
     assert [(e["account"], e["amount"]) for e in events(h, r, "Slashed")] == [(a0.address, COLLATERAL)]
-    assert [(e["auditor"], e["reward"]) for e in events(h, r, "AuditorPaid")] == [(a1.address, PAY)]
+    # a random audit's reward comes from the pool, and is no more than a job pays into it per
+    # random audit: its audit fee over the audit rate (here 100%: the audit fee)
+    assert [(e["auditor"], e["reward"]) for e in events(h, r, "AuditorPaid")] == [(a1.address, AUDIT_FEE)]
     assert h.state(job) == "Settled"
     assert books(h, prov, a0, a1, client) == [
         (100 * TOKEN + PAY - AUDIT_FEE, STAKE, 0), (100 * TOKEN, STAKE - COLLATERAL, 0),
-        (100 * TOKEN + PAY, STAKE, 0), (499 * TOKEN, 0, 0)]
-    assert h.pool() == COLLATERAL - PAY + AUDIT_FEE  # the liar's collateral paid the honest auditor
+        (100 * TOKEN + AUDIT_FEE, STAKE, 0), (499 * TOKEN, 0, 0)]
+    assert h.pool() == COLLATERAL  # the liar's collateral paid the honest auditor, the job's audit fee came in
 
 
 @pytest.mark.parametrize("provider_wins", [True, False], ids=["provider-wins", "client-wins"])
@@ -439,25 +441,60 @@ def test_classmates_none_of_whom_can_audit_send_the_job_to_the_arbiter(h: Harnes
     assert books(h, prov)[0] == (100 * TOKEN, STAKE - COLLATERAL, 0)
 
 
-def test_a_job_aged_out_of_the_hash_history_is_drawn_and_goes_to_the_arbiter(h: Harness) -> None:
-    """Once the completion block's hash is gone, every job counts as drawn (waiting does not dodge
-    an audit), but its auditor would be known to all and it would earn a reward from the pool on
-    demand: the arbiter decides, and a lapsed arbiter lets the result stand."""
-    client, prov, (aud,) = cast(h)
-    pool_before = h.pool()
-    job = completed(h, client, prov)
+def age(h: Harness, job: int) -> None:
+    """Past the window and beyond the hash history: EIP-2935's 8,191 blocks, or BLOCKHASH's 256."""
     past_window(h, job)
     history = h.b.w3.eth.get_code(Web3.to_checksum_address("0x0000F90827F1C53a10cb7A02335B175320002935"))
-    mine(h.b, 8_200 if history else 300)  # beyond EIP-2935's 8,191 blocks, or BLOCKHASH's 256
-    assert h.market.contract.functions.auditSelected(*h.done(job)).call() is True
+    mine(h.b, 8_200 if history else 300)
+    assert h.market.contract.functions.auditSelected(*h.done(job)).call() is True  # whatever it drew
+
+
+def test_a_job_aged_out_of_the_hash_history_is_audited_for_its_audit_fee(backend: Backend) -> None:
+    """Once the completion block's hash is gone, every job counts as drawn, so a liar cannot wait
+    its audit out. The auditor is drawn a block later (any hash the caller could see would let it
+    pick), and earns only the job's own audit fee: an operator with a class of its own cannot
+    age a large job and audit it with its second account to collect the pool."""
+    h = make_harness(backend, dispute_window=WINDOW, **{**AUDITED, "audit_bps": 1_000})  # the default rate
+    client, prov, (aud,) = cast(h)
+    while h.pool() <= PAY:  # audit fees fill the pool past a payment: then the cap, not the pool, limits
+        j = completed(h, client, prov)
+        past_window(h, j)
+        if not h.market.contract.functions.auditSelected(*h.done(j)).call():
+            h.op(h.b.accounts[9], "settle", *h.done(j))
+            continue
+        a = start(h, j)
+        h.commit_audit(a, j)
+        h.reveal(prov.address, j)
+        h.reveal(a.address, j)
+    pool = h.pool()
+    job = completed(h, client, prov, WRONG)
+    age(h, job)
     r = h.op(h.b.accounts[9], "startAudit", *h.done(job))
-    assert events(h, r, "AuditorAssigned") == [] and h.state(job) == "Disputed"
+    assert events(h, r, "AuditorAssigned") == [] and h.state(job) == "Audited"
+    au = h.audit(job)
+    assert (au.phase, au.draw_block, au.aged) == ("Draw", r["blockNumber"], True)
     assert h.market.account(aud.address).open_jobs == 0
-    h.b.advance(int(h.market.contract.functions.arbitrationTimeout().call()) + 1)
+    drawn = h.op(h.b.accounts[9], "finalize", *h.done(job))
+    (assigned,) = events(h, drawn, "AuditorAssigned")
+    assert (assigned["auditor"], assigned["round"]) == (aud.address, 0)
+    h.commit_audit(aud, job, WRONG)  # the operator's own auditor agrees with the wrong output
+    h.reveal(prov.address, job, WRONG)
+    r = h.reveal(aud.address, job, WRONG)
+    assert [(e["auditor"], e["reward"]) for e in events(h, r, "AuditorPaid")] == [(aud.address, AUDIT_FEE)]
+    assert h.state(job) == "Settled"
+    # what the pair gained is what the job paid into the pool: nothing of anyone else's
+    assert h.pool() == pool
+
+
+def test_an_aged_job_of_a_provider_alone_in_its_class_is_paid_unaudited(h: Harness) -> None:
+    client, prov, _ = cast(h, auditors=0)
+    job = completed(h, client, prov)
+    age(h, job)
+    h.op(h.b.accounts[9], "startAudit", *h.done(job))
     r = h.op(h.b.accounts[9], "finalize", *h.done(job))
-    assert events(h, r, "AuditorPaid") == [] and h.state(job) == "Settled"
+    assert len(events(h, r, "AuditSkipped")) == 1 and h.state(job) == "Settled"
     assert books(h, prov)[0] == (100 * TOKEN + PAY - AUDIT_FEE, STAKE, 0)
-    assert h.pool() == pool_before + AUDIT_FEE
+    assert h.audit(job).phase == "None" and h.audit(job).aged is False  # its audit record is gone
 
 
 def test_auditors_are_drawn_only_in_the_class_among_servers(h: Harness) -> None:

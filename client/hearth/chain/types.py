@@ -84,6 +84,7 @@ class AuditRecord:
     round: int
     phase: str
     draw_block: int
+    aged: bool = False  # drawn because the completion block's hash had left history
 
 
 @dataclass(frozen=True)

@@ -359,7 +359,14 @@ def job_dispute(c: Ctx, job_id: int, as_json: bool) -> None:
         raise UserError(f"the dispute bond is {bond / TOKEN:g} HRT and your deposit holds {held / TOKEN:g} HRT",
                         hint=f"hearth account deposit {(bond - held) / TOKEN:g}, then retry")
     tx = _job_tx(c, "dispute", job_id)
-    auditor = _draw_auditor(c, job_id)
+    try:
+        auditor = _draw_auditor(c, job_id)
+    except HearthError as e:  # the dispute stands; anyone may draw (the provider's node does)
+        emit({"job_id": job_id, "disputed": True, "bond": bond / TOKEN, "tx": tx, "auditor": None,
+              "draw_error": str(e).splitlines()[0]}, as_json,
+             f"job {job_id}: audit requested with a {bond / TOKEN:g} HRT bond; its auditor is not drawn yet "
+             f"({str(e).splitlines()[0]}): the provider's node draws it, or: hearth job finalize {job_id}")
+        return
     emit({"job_id": job_id, "disputed": True, "bond": bond / TOKEN, "tx": tx, "auditor": auditor}, as_json,
          f"job {job_id}: audit requested with a {bond / TOKEN:g} HRT bond; "
          + (f"auditor {auditor} drawn" if auditor else "no auditor to draw: the arbiter decides")
@@ -380,8 +387,7 @@ def _draw_auditor(c: Ctx, job_id: int, wait: float = 120) -> str | None:
             if e.name != "RandomnessNotReady" and c.market.audit(job_id).phase == "Draw":
                 raise
             if time.monotonic() > end:
-                raise UserError(f"job {job_id}'s auditor is not drawn yet (no new block for {wait:.0f} s)",
-                                hint=f"draw it later: hearth job finalize {job_id}") from e
+                raise UserError(f"no new block for {wait:.0f} s") from e
             time.sleep(2)
     au = c.market.audit(job_id)
     drawn = au.auditors[0]
