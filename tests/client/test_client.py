@@ -271,3 +271,27 @@ def test_dispute_draws_its_auditor_in_a_later_block_or_goes_to_the_arbiter(tmp_p
         assert disputed_block > dispute_block
         again = net.hearth("job", "dispute", str(job_id))
         assert again.returncode == 1 and "Disputed" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_client_can_start_the_audit_its_provider_does_not(tmp_path: Path) -> None:
+    """A job drawn for audit is neither paid nor refunded until someone starts its audit; the
+    provider's node does, a dishonest provider will not: `hearth job status` says so after the
+    window, and `hearth job audit` starts it (here the provider is alone in its class: skipped,
+    and paid, as the rules say)."""
+    from dataclasses import replace
+
+    from hearth.dev.deploy import DEVNET_PARAMS
+
+    with Localnet(tmp_path / "home", params=replace(DEVNET_PARAMS, audit_bps=10_000)) as net:
+        forger = dev_account(4).address
+        job_id = net.hearth_json("job", "submit", "--public", "--prompt", "hi", "--provider", forger, "--no-offers",
+                                 "--no-wait")["job_id"]
+        _forge(net, job_id, 4, "whatever")
+        net.w3.provider.make_request("evm_increaseTime", [DEVNET_PARAMS.dispute_window + 1])  # type: ignore[arg-type]
+        net.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        status = net.hearth("job", "status", str(job_id))
+        assert f"drawn for audit: start it with hearth job audit {job_id}" in status.stdout
+        assert net.hearth_json("job", "status", str(job_id))["drawn_for_audit"] is True
+        out = net.hearth_json("job", "audit", str(job_id))
+        assert (out["state"], out["auditor"]) == ("Settled", None)
+        assert [n for n, _ in net.market.history(job_id)][-3:] == ["AuditStarted", "AuditSkipped", "JobSettled"]

@@ -212,6 +212,19 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
     lines += [f"  {e['event']:10} block {e['block']}  tx {e['tx']}" for e in events]
     if slot.state == "Posted":
         lines.append(f"  (not claimed yet; after the deadline, refund with: hearth job expire {job_id})")
+    from hearth.errors import ContractError
+    from hearth.jobs import chain_now
+
+    if slot.state == "Completed" and slot.deadline < chain_now(c.market):
+        try:  # the draw reads the hash of the block after the completion, which must exist
+            selected: bool | None = c.market.audit_selected(job_id, c.market.current_terms(job_id),
+                                                            c.market.completion(job_id))
+        except ContractError:
+            selected = None
+        if selected is not None:
+            obj["drawn_for_audit"] = selected
+            lines.append(f"  (window over; drawn for audit: start it with hearth job audit {job_id})" if selected else
+                         f"  (window over; not drawn for audit: pay the provider with hearth job settle {job_id})")
     if slot.state in ("Audited", "Disputed"):
         au = c.market.audit(job_id)
         drawn = [a for a in au.auditors if int(a, 16)]
@@ -340,6 +353,32 @@ def job_finalize(c: Ctx, job_id: int, as_json: bool) -> None:
     tx = _job_tx(c, "finalize", job_id)
     state = c.market.job(job_id).state
     emit({"job_id": job_id, "state": state, "tx": tx}, as_json, f"job {job_id} moved on: now {state}")
+
+
+@job_group.command("audit")
+@click.argument("job_id", type=JOB_ID)
+@json_opt
+@pass_ctx
+def job_audit(c: Ctx, job_id: int, as_json: bool) -> None:
+    """Start the random audit of a completed job drawn for one, once its window is over (anyone
+    may; a provider's node starts its own, and a client whose provider does not can): an auditor
+    of the provider's class re-runs it. Until then the job is neither paid nor refunded."""
+    tx = _job_tx(c, "startAudit", job_id)
+    if c.market.audit(job_id).phase == "Draw":  # its hash had aged out: drawn from a later block's
+        try:
+            _draw_auditor(c, job_id)
+        except HearthError as e:
+            why = str(e).splitlines()[0]
+            emit({"job_id": job_id, "state": "Audited", "tx": tx, "auditor": None, "draw_error": why}, as_json,
+                 f"job {job_id}: audit started; its auditor is not drawn yet ({why}): hearth job finalize {job_id}")
+            return
+    state = c.market.job(job_id).state
+    au = c.market.audit(job_id)
+    auditor = au.auditors[0] if state == "Audited" else None
+    emit({"job_id": job_id, "state": state, "tx": tx, "auditor": auditor}, as_json,
+         f"job {job_id}: " + {"Audited": f"auditor {auditor} drawn", "Disputed": "nobody able to audit it: the arbiter decides",
+                              "Settled": "nobody in the provider's class to audit it: the result stands, the provider is paid"
+                              }.get(state, f"now {state}"))
 
 
 @job_group.command("dispute")
