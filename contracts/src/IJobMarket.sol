@@ -125,7 +125,8 @@ interface IJobMarket {
     /// @param phase what the audit waits for
     /// @param drawBlock the block whose hash draws the auditor of a requested or aged audit or the tiebreaker
     /// @param aged a random audit of a job whose completion block's hash had left history: drawn
-    ///        whatever it was, so its auditor's reward is only the job's own audit fee
+    ///        whatever it was, so its auditor's reward (the job's audit fee) comes out of the
+    ///        provider's payout, not the pool
     struct Audit {
         address requester;
         uint96 bond;
@@ -512,7 +513,8 @@ interface IJobMarket {
     ///         that serve the model. Settles at once if the provider is alone in its class; goes
     ///         to the arbiter if none of the classmates looked at can audit. Once the completion
     ///         block's hash is gone from history (see auditSelected), `finalize` draws the auditor
-    ///         in a later block from the hash of this one, and the reward is the job's audit fee.
+    ///         in a later block from the hash of this one, and the provider pays its reward (the
+    ///         job's audit fee) out of its payout.
     function startAudit(uint256 jobId, JobTerms calldata terms, Result calldata result) external;
 
     /// @notice The current round's auditor commits to its output.
@@ -529,8 +531,9 @@ interface IJobMarket {
         bytes32 salt
     ) external;
 
-    /// @notice Move an audit on (anyone): draw a requested audit's auditor or the tiebreaker
-    ///         once the block that asked for it is mined, or end a
+    /// @notice Move an audit on (anyone): draw a pending auditor or the tiebreaker once the
+    ///         block that asked for it is mined (if its hash has left history, from the hash of
+    ///         this call's block, in a later call), or end a
     ///         phase whose deadline passed (an auditor that did not commit or reveal loses its
     ///         collateral; a provider that did not reveal is held wrong; a silent tiebreaker
     ///         sends the job to the arbiter), or end an arbitration the arbiter let lapse (the

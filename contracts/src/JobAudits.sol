@@ -203,9 +203,14 @@ library JobAudits {
             // arbiter decides instead.
             uint8 round = au.auditors[0] == address(0) ? 0 : 1;
             bytes32 h = _randomAt(au.drawBlock);
-            address drawn = h == bytes32(0)
-                ? address(0)
-                : _draw(s, p, terms, keccak256(abi.encode(h, jobId, round == 0 ? "draw" : "tiebreak")), au.auditors[0]);
+            if (h == bytes32(0)) {
+                // Nobody drew while the hash could be read: draw from this block's instead, which
+                // whoever sends this cannot know (the arbiter instead would let a provider that
+                // started its own audit wait it out).
+                au.drawBlock = uint64(block.number);
+                return;
+            }
+            address drawn = _draw(s, p, terms, keccak256(abi.encode(h, jobId, round == 0 ? "draw" : "tiebreak")), au.auditors[0]);
             if (drawn == address(0)) {
                 // An aged random audit of a provider alone in its class: as startAudit would.
                 if (round == 0 && au.requester == address(0) && _alone(s, terms)) {
@@ -343,6 +348,7 @@ library JobAudits {
         uint96 collateral = collateralFor(p, terms.payment);
         // What pays the rewards: `fund`, drawn down, with the rest to its owner below.
         uint96 fund = upheld ? (bondForfeit ? au.bond : 0) : collateral;
+        uint96 less = 0; // an aged audit's reward, out of the provider's payout
         for (uint256 i = 0; i < 2; ++i) {
             address who = au.auditors[i];
             if (who == address(0)) continue;
@@ -355,12 +361,20 @@ library JobAudits {
                 continue;
             }
             uint96 reward = terms.payment;
-            if (upheld && au.requester == address(0)) {
+            if (upheld && au.requester == address(0) && au.aged) {
+                // An audit had on demand (an aged job counts as drawn whatever it was) is the
+                // provider's to pay, its audit fee out of its payout: paid from the pool, letting
+                // undrawn jobs age would take back the audit fee that settling pays in.
+                // (payment less fee less audit fee: what _payProvider pays, at least 40% of it)
+                uint96 auditFee = uint96(uint256(terms.payment) * p.auditFeeBps / 10_000);
+                uint96 left = terms.payment - uint96(uint256(terms.payment) * terms.feeBps / 10_000) - auditFee - less;
+                reward = auditFee < left ? auditFee : left;
+                less += reward;
+            } else if (upheld && au.requester == address(0)) {
                 // From the pool: no more than what a job pays into it per random audit (its audit
                 // fee over the audit rate; the whole payment at the defaults), so auditing one's
-                // own jobs cannot drain it; an aged audit, drawn on demand, its own audit fee.
-                uint256 fee = uint256(terms.payment) * p.auditFeeBps;
-                uint256 cap = au.aged || p.auditBps == 0 ? fee / 10_000 : fee / p.auditBps;
+                // own jobs cannot drain it.
+                uint256 cap = p.auditBps == 0 ? 0 : uint256(terms.payment) * p.auditFeeBps / p.auditBps;
                 if (reward > cap) reward = uint96(cap);
                 if (reward > s.auditPool) reward = s.auditPool;
                 s.auditPool -= reward;
@@ -377,6 +391,9 @@ library JobAudits {
             delete s.jobs[jobId];
             if (!bondForfeit && au.bond != 0) s.accounts[au.requester].balance += au.bond;
             _payProvider(s, p, jobId, terms, fund);
+            // An aged audit's reward, out of what the provider was just paid (JobSettled shows the
+            // payout before it; AuditorPaid the reward). Apart so that settle costs no more.
+            if (less != 0) s.accounts[terms.provider].balance -= less;
             return;
         }
         s.jobs[jobId].state = IJobMarket.State.Refunded;

@@ -206,14 +206,14 @@ class Model:
         j = self.jobs[job_id]
         j.state, j.since = state, self.now
 
-    def pay_provider(self, job_id: int, extra: int = 0) -> None:
-        """Settle: payment less fee and audit fee (plus `extra`) to the provider, the fee to the
-        job's recipient, the audit fee to the pool, the collateral back to stake."""
+    def pay_provider(self, job_id: int, extra: int = 0, less: int = 0) -> None:
+        """Settle: payment less fee and audit fee (less `less`, plus `extra`) to the provider, the
+        fee to the job's recipient, the audit fee to the pool, the collateral back to stake."""
         j = self.jobs[job_id]
         t = j.terms
         fee = t.payment * t.fee_bps // 10_000
         audit_fee = t.payment * self.params.audit_fee_bps // 10_000
-        self.balance[t.provider] += t.payment - fee - audit_fee + extra
+        self.balance[t.provider] += t.payment - fee - audit_fee - less + extra
         self.balance[t.fee_recipient] += fee
         self.pool += audit_fee
         self.stake[t.provider] += self.collateral(t.payment)
@@ -264,15 +264,21 @@ class Model:
         t = j.terms
         c = self.collateral(t.payment)
         fund = (au.bond if bond_forfeit else 0) if upheld else c
+        less = 0  # an aged audit's rewards, out of the provider's payout
         for who, out in zip(au.auditors, au.outputs, strict=False):
             self.open_jobs[who] -= 1
             if out is None or (out == au.provider_output) != upheld:
                 self.pool += c  # wrong or silent: its collateral goes to the pool
                 continue
             reward = t.payment
-            if upheld and au.requester is None:  # no more than a job pays into the pool per random audit
-                p = self.params
-                reward = min(reward, t.payment * p.audit_fee_bps // (10_000 if au.aged else p.audit_bps), self.pool)
+            p = self.params
+            if upheld and au.requester is None and au.aged:  # the provider pays it: its audit fee
+                audit_fee = t.payment * p.audit_fee_bps // 10_000
+                net = t.payment - t.payment * t.fee_bps // 10_000 - audit_fee
+                reward = min(audit_fee, net - less)
+                less += reward
+            elif upheld and au.requester is None:  # no more than a job pays into the pool per random audit
+                reward = min(reward, t.payment * p.audit_fee_bps // p.audit_bps, self.pool)
                 self.pool -= reward
             else:
                 reward = min(reward, fund)
@@ -282,7 +288,7 @@ class Model:
         if upheld:
             if not bond_forfeit and au.requester is not None:
                 self.balance[au.requester] += au.bond
-            self.pay_provider(job_id, extra=fund)
+            self.pay_provider(job_id, extra=fund, less=less)
             return
         self.open_jobs[t.provider] -= 1
         self.pool += fund

@@ -449,11 +449,12 @@ def age(h: Harness, job: int) -> None:
     assert h.market.contract.functions.auditSelected(*h.done(job)).call() is True  # whatever it drew
 
 
-def test_a_job_aged_out_of_the_hash_history_is_audited_for_its_audit_fee(backend: Backend) -> None:
+def test_a_job_aged_out_of_the_hash_history_is_audited_at_the_providers_expense(backend: Backend) -> None:
     """Once the completion block's hash is gone, every job counts as drawn, so a liar cannot wait
     its audit out. The auditor is drawn a block later (any hash the caller could see would let it
-    pick), and earns only the job's own audit fee: an operator with a class of its own cannot
-    age a large job and audit it with its second account to collect the pool."""
+    pick), and its reward, the job's audit fee, comes out of the provider's payout, not the pool:
+    an operator with a class of its own gains nothing by aging its jobs (a large one drawn on
+    demand would collect the pool; undrawn ones would take back the audit fee settling pays in)."""
     h = make_harness(backend, dispute_window=WINDOW, **{**AUDITED, "audit_bps": 1_000})  # the default rate
     client, prov, (aud,) = cast(h)
     while h.pool() <= PAY:  # audit fees fill the pool past a payment: then the cap, not the pool, limits
@@ -479,11 +480,32 @@ def test_a_job_aged_out_of_the_hash_history_is_audited_for_its_audit_fee(backend
     assert (assigned["auditor"], assigned["round"]) == (aud.address, 0)
     h.commit_audit(aud, job, WRONG)  # the operator's own auditor agrees with the wrong output
     h.reveal(prov.address, job, WRONG)
+    before = books(h, prov, aud)
     r = h.reveal(aud.address, job, WRONG)
     assert [(e["auditor"], e["reward"]) for e in events(h, r, "AuditorPaid")] == [(aud.address, AUDIT_FEE)]
+    # JobSettled shows the payout before the aged audit's reward, AuditorPaid the reward
+    assert [e["providerAmount"] for e in events(h, r, "JobSettled")] == [PAY - AUDIT_FEE]
     assert h.state(job) == "Settled"
-    # what the pair gained is what the job paid into the pool: nothing of anyone else's
-    assert h.pool() == pool
+    assert books(h, prov, aud) == [(before[0][0] + PAY - 2 * AUDIT_FEE, STAKE, 0), (before[1][0] + AUDIT_FEE, STAKE, 0)]
+    assert h.pool() == pool + AUDIT_FEE  # the job's audit fee came in, as a settle's would, and nothing went out
+
+
+def test_an_aged_draw_nobody_sent_in_time_is_drawn_from_a_later_block(h: Harness) -> None:
+    """A provider that starts its own aged audit and then lets the draw's hash age out too gets
+    no arbiter to wait out: the next finalize moves the draw to its own block, whose hash the
+    sender cannot know, and the one after draws."""
+    client, prov, (aud,) = cast(h)
+    job = completed(h, client, prov, WRONG)
+    age(h, job)
+    h.op(prov, "startAudit", *h.done(job))
+    history = h.b.w3.eth.get_code(Web3.to_checksum_address("0x0000F90827F1C53a10cb7A02335B175320002935"))
+    mine(h.b, 8_200 if history else 300)
+    r = h.op(h.b.accounts[9], "finalize", *h.done(job))
+    assert events(h, r, "AuditorAssigned") == [] and events(h, r, "JobDisputed") == []
+    assert (h.state(job), h.audit(job).phase, h.audit(job).draw_block) == ("Audited", "Draw", r["blockNumber"])
+    r = h.op(h.b.accounts[9], "finalize", *h.done(job))
+    (assigned,) = events(h, r, "AuditorAssigned")
+    assert assigned["auditor"] == aud.address
 
 
 def test_an_aged_job_of_a_provider_alone_in_its_class_is_paid_unaudited(h: Harness) -> None:

@@ -216,7 +216,7 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
     from hearth.jobs import chain_now
 
     if slot.state == "Completed" and slot.deadline < chain_now(c.market):
-        try:  # the draw reads the hash of the block after the completion, which must exist
+        try:  # the draw reads the completion block's hash, readable once a later block exists
             selected: bool | None = c.market.audit_selected(job_id, c.market.current_terms(job_id),
                                                             c.market.completion(job_id))
         except ContractError:
@@ -232,6 +232,8 @@ def job_status(c: Ctx, job_id: int, as_json: bool) -> None:
                         "bond": au.bond / TOKEN}
         lines.append(f"  audit    round {au.round}, waiting for {au.phase.lower() if slot.state == 'Audited' else 'the arbiter'};"
                      f" auditors {', '.join(drawn) or 'none'}")
+        if slot.state == "Audited" and au.phase == "Draw":
+            lines.append(f"  (an auditor is to be drawn: anyone may, with hearth job finalize {job_id})")
     emit(obj, as_json, "\n".join(lines))
 
 
@@ -363,7 +365,8 @@ def job_audit(c: Ctx, job_id: int, as_json: bool) -> None:
     """Start the random audit of a completed job drawn for one, once its window is over (anyone
     may; a provider's node starts its own, and a client whose provider does not can): an auditor
     of the provider's class re-runs it. Until then the job is neither paid nor refunded."""
-    tx = _job_tx(c, "startAudit", job_id)
+    started = c.market.job(job_id).state == "Audited" and c.market.audit(job_id).phase == "Draw"
+    tx = None if started else _job_tx(c, "startAudit", job_id)  # started, its auditor not drawn: draw it
     if c.market.audit(job_id).phase == "Draw":  # its hash had aged out: drawn from a later block's
         try:
             _draw_auditor(c, job_id)
@@ -423,7 +426,9 @@ def _draw_auditor(c: Ctx, job_id: int, wait: float = 120) -> str | None:
         try:
             _job_tx(c, "finalize", job_id)
         except ContractError as e:  # the next block is not there yet, or another party drew first
-            if e.name != "RandomnessNotReady" and c.market.audit(job_id).phase == "Draw":
+            if c.market.audit(job_id).phase != "Draw":
+                break
+            if e.name != "RandomnessNotReady":
                 raise
             if time.monotonic() > end:
                 raise UserError(f"no new block for {wait:.0f} s") from e
