@@ -35,6 +35,17 @@ library JobAudits {
         uint64 offerNonce;
     }
 
+    /// @dev An entry of a class's list. The list only grows, in joining order, and a provider
+    ///      that leaves keeps its place, marked `left`: a draw then reads the list as it stood at
+    ///      its seed block (the entries that joined by then, in their order), so whoever sends
+    ///      the draw after the seed's hash is public cannot steer it by joining, leaving or
+    ///      reordering the list.
+    struct Member {
+        address account;
+        uint64 joinedBlock;
+        bool left;
+    }
+
     /// @dev All of the market's mutable state but its fee settings and job counter.
     struct Store {
         mapping(uint256 jobId => IJobMarket.JobSlot) jobs;
@@ -43,8 +54,9 @@ library JobAudits {
         mapping(address provider => ProviderRecord) providers;
         mapping(uint256 jobId => IJobMarket.Audit) audits;
         mapping(address provider => bytes32 reproClass) reproClassOf;
-        mapping(bytes32 reproClass => address[] members) classMembers;
+        mapping(bytes32 reproClass => Member[] members) classMembers;
         mapping(address provider => uint256 indexPlusOne) classIndex;
+        mapping(bytes32 reproClass => uint256 live) classSize;
         uint96 auditPool;
     }
 
@@ -129,7 +141,7 @@ library JobAudits {
             au.aged = true;
             return;
         }
-        address auditor = _draw(s, p, terms, keccak256(abi.encode(h, jobId, "draw")), address(0));
+        address auditor = _draw(s, p, terms, keccak256(abi.encode(h, jobId, "draw")), result.completedBlock, address(0));
         if (auditor == address(0) && _alone(s, terms)) {
             _skip(s, p, jobId, terms);
             return;
@@ -143,7 +155,7 @@ library JobAudits {
 
     /// @dev Whether the provider is alone in its class: nobody can check its outputs.
     function _alone(Store storage s, IJobMarket.JobTerms calldata terms) private view returns (bool) {
-        return s.classMembers[s.reproClassOf[terms.provider]].length < 2;
+        return s.classSize[s.reproClassOf[terms.provider]] < 2;
     }
 
     /// @dev A random audit nobody can run: the result stands, as without the draw.
@@ -210,7 +222,9 @@ library JobAudits {
                 au.drawBlock = uint64(block.number);
                 return;
             }
-            address drawn = _draw(s, p, terms, keccak256(abi.encode(h, jobId, round == 0 ? "draw" : "tiebreak")), au.auditors[0]);
+            address drawn = _draw(
+                s, p, terms, keccak256(abi.encode(h, jobId, round == 0 ? "draw" : "tiebreak")), au.drawBlock, au.auditors[0]
+            );
             if (drawn == address(0)) {
                 // An aged random audit of a provider alone in its class: as startAudit would.
                 if (round == 0 && au.requester == address(0) && _alone(s, terms)) {
@@ -425,19 +439,29 @@ library JobAudits {
         }
     }
 
-    /// @dev Draws an auditor: from a random start in the class's list, the first of MAX_DRAW
-    ///      candidates that is active, serves the model, is neither the provider nor `exclude`,
-    ///      and has the collateral free, which is locked. Zero if none.
-    function _draw(Store storage s, Params memory p, IJobMarket.JobTerms calldata terms, bytes32 seed, address exclude) private returns (address) {
-        address[] storage members = s.classMembers[s.reproClassOf[terms.provider]];
-        uint256 n = members.length;
+    /// @dev Draws an auditor: from a random start in the class's list as it stood at `seedBlock`
+    ///      (the block whose hash made `seed`), the first of MAX_DRAW candidates that is still in
+    ///      the class, active, serves the model, is neither the provider nor `exclude`, and has
+    ///      the collateral free, which is locked. Zero if none. A provider that joined after the
+    ///      seed block is never looked at: it could have joined knowing the hash.
+    function _draw(
+        Store storage s,
+        Params memory p,
+        IJobMarket.JobTerms calldata terms,
+        bytes32 seed,
+        uint256 seedBlock,
+        address exclude
+    ) private returns (address) {
+        Member[] storage members = s.classMembers[s.reproClassOf[terms.provider]];
+        uint256 n = _joinedBy(members, seedBlock);
         if (n == 0) return address(0);
         uint96 collateral = collateralFor(p, terms.payment);
         uint256 start = uint256(seed) % n;
         uint256 tries = n < MAX_DRAW ? n : MAX_DRAW;
         for (uint256 i = 0; i < tries; ++i) {
-            address c = members[(start + i) % n];
-            if (c == terms.provider || c == exclude) continue;
+            Member memory m = members[(start + i) % n];
+            address c = m.account;
+            if (m.left || c == terms.provider || c == exclude) continue;
             IJobMarket.Account storage a = s.accounts[c];
             if (a.status != IJobMarket.Status.Active || a.stake < collateral) continue;
             if (s.serves[c][terms.modelKey] != s.providers[c].registration) continue;
@@ -446,6 +470,21 @@ library JobAudits {
             return c;
         }
         return address(0);
+    }
+
+    /// @dev How many entries of a class's list had joined by `seedBlock` (they come first: the
+    ///      list is in joining order). Usually one read: nobody joined since.
+    function _joinedBy(Member[] storage members, uint256 seedBlock) private view returns (uint256) {
+        uint256 hi = members.length;
+        if (hi == 0 || members[hi - 1].joinedBlock <= seedBlock) return hi;
+        uint256 lo = 0;
+        hi -= 1; // entries [0, lo) joined by the seed block, entries [hi, length) after it
+        while (lo < hi) {
+            uint256 mid = (lo + hi) / 2;
+            if (members[mid].joinedBlock <= seedBlock) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo;
     }
 
     /// @dev Whether the hash of the completion block draws the job for audit. A hash that can no

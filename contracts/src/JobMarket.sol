@@ -186,9 +186,15 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
         return _s.audits[jobId];
     }
 
-    /// @notice The active and unbonding providers registered in a class (auditor candidates).
-    function classMembers(bytes32 reproClass) external view returns (address[] memory) {
-        return _s.classMembers[reproClass];
+    /// @notice The active and unbonding providers registered in a class (auditor candidates),
+    ///         in the order they joined it.
+    function classMembers(bytes32 reproClass) external view returns (address[] memory live) {
+        JobAudits.Member[] storage all = _s.classMembers[reproClass];
+        live = new address[](_s.classSize[reproClass]);
+        uint256 k = 0;
+        for (uint256 i = 0; i < all.length; ++i) {
+            if (!all[i].left) live[k++] = all[i].account;
+        }
     }
 
     /// @inheritdoc IJobMarket
@@ -659,22 +665,24 @@ contract JobMarket is IJobMarket, Ownable, ReentrancyGuardTransient, EIP712 {
         return _hashTypedDataV4(keccak256(abi.encode(OFFER_TYPEHASH, o)));
     }
 
+    /// @dev Appended, never moved: see JobAudits.Member.
     function _joinClass(bytes32 reproClass) private {
-        _s.classMembers[reproClass].push(msg.sender);
-        _s.classIndex[msg.sender] = _s.classMembers[reproClass].length;
+        JobAudits.Member[] storage members = _s.classMembers[reproClass];
+        members.push(JobAudits.Member(msg.sender, uint64(block.number), false));
+        _s.classIndex[msg.sender] = members.length;
+        _s.classSize[reproClass] += 1;
         _s.reproClassOf[msg.sender] = reproClass;
         emit ReproClassSet(msg.sender, reproClass);
     }
 
-    /// @dev Swap-and-pop out of the class list.
+    /// @dev The entry stays where it is, marked as left (swap-and-pop would reorder the list
+    ///      under draws whose seed is already known).
     function _leaveClass() private {
         uint256 idx = _s.classIndex[msg.sender];
         if (idx == 0) return;
-        address[] storage members = _s.classMembers[_s.reproClassOf[msg.sender]];
-        address last = members[members.length - 1];
-        members[idx - 1] = last;
-        _s.classIndex[last] = idx;
-        members.pop();
+        bytes32 reproClass = _s.reproClassOf[msg.sender];
+        _s.classMembers[reproClass][idx - 1].left = true;
+        _s.classSize[reproClass] -= 1;
         delete _s.classIndex[msg.sender];
         delete _s.reproClassOf[msg.sender];
     }

@@ -5,8 +5,10 @@ Provider offers are the model's too: which refusal (if any) a job posted under a
 and which nonce voids which offer.
 
 Randomness is the chain's: whether a job is drawn for audit and which auditor is drawn come from
-block hashes, so the test reads them from the chain; the model checks that the draw was allowed
-(an eligible auditor, or none to draw when the audit is skipped) and does the rest.
+block hashes, so the test reads the hash from the chain; the model keeps each class's list of
+members as the rules define it (in joining order, with the block each joined in, a provider that
+leaves keeping its place) and names the one auditor the rules draw from that hash (or none),
+which the chain must have drawn.
 
 Time is counted in jumps of JUMP seconds; every window and timeout is a multiple of 500 s that
 no number of jumps equals, so "before" and "after" a deadline are never ambiguous, whatever few
@@ -93,6 +95,8 @@ class Model:
     unbond_at: dict[str, int] = field(default_factory=dict)
     serves: dict[str, set[bytes]] = field(default_factory=dict)
     cls: dict[str, bytes] = field(default_factory=dict)
+    # per class: [account, block it joined in, left] in joining order
+    members: dict[bytes, list[list[Any]]] = field(default_factory=dict)
     offer_nonce: Counter[str] = field(default_factory=Counter)
     jobs: dict[int, Job] = field(default_factory=dict)
     paid: Counter[int] = field(default_factory=Counter)
@@ -133,14 +137,31 @@ class Model:
                 and self.stake[provider] >= self.collateral(t.payment)
                 and t.provider in (provider, ZERO))
 
-    def eligible(self, job: Job, exclude: str | None = None) -> set[str]:
-        """Who may be drawn to audit `job`: other active providers of its provider's class that
-        serve the model and have the collateral free."""
+    def can_audit(self, job: Job, who: str, exclude: str | None = None) -> bool:
+        """Whether `who` may audit `job`: another active provider of its provider's class that
+        serves the model and has the collateral free."""
         t = job.terms
-        c = self.collateral(t.payment)
-        return {a for a, s in self.status.items()
-                if s == "Active" and a not in (t.provider, exclude) and self.cls.get(a) == self.cls[t.provider]
-                and t.model_key in self.serves.get(a, set()) and self.stake[a] >= c}
+        return (self.status.get(who) == "Active" and who not in (t.provider, exclude)
+                and self.cls.get(who) == self.cls[t.provider] and t.model_key in self.serves.get(who, set())
+                and self.stake[who] >= self.collateral(t.payment))
+
+    def auditor_for(self, job: Job, seed: bytes, seed_block: int, exclude: str | None = None) -> str | None:
+        """The auditor the draw names: from position seed mod n of the class's list as it stood
+        at the seed block (its first n entries, those that joined by then), the first of 16
+        entries that has not left and can audit; None if none of them can."""
+        listed = [e for e in self.members.get(self.cls[job.terms.provider], []) if e[1] <= seed_block]
+        if not listed:
+            return None
+        start = int.from_bytes(seed, "big") % len(listed)
+        for i in range(min(len(listed), 16)):
+            who, _, left = listed[(start + i) % len(listed)]
+            if not left and self.can_audit(job, who, exclude):
+                return str(who)
+        return None
+
+    def alone(self, provider: str) -> bool:
+        """Whether nobody else is in the provider's class now."""
+        return sum(c == self.cls[provider] for c in self.cls.values()) < 2
 
     def offer_refusal(self, client: str, so: SignedOffer, provider: str, model_key: bytes, payment: int,
                       window: int) -> tuple[str, str, dict[str, Any]] | None:
@@ -236,17 +257,28 @@ class Model:
         self.balance[t.client] += back
         j.state = state
 
-    def draw(self, job_id: int, auditor: str | None, exclude: str | None = None) -> None:
-        """The chain drew `auditor` (None: nobody) for the job: it must be eligible, or nobody
-        must be; its collateral is locked."""
+    def join(self, provider: str, cls: bytes, block: int) -> None:
+        """The provider joins a class (registering, or moving from its old one)."""
+        self.leave(provider)
+        self.cls[provider] = cls
+        self.members.setdefault(cls, []).append([provider, block, False])
+
+    def leave(self, provider: str) -> None:
+        """The provider leaves its class; its entry stays in the list, marked."""
+        cls = self.cls.pop(provider, None)
+        if cls is not None:
+            entry = next(e for e in self.members[cls] if e[0] == provider and not e[2])
+            entry[2] = True
+
+    def draw(self, job_id: int, auditor: str | None, seed: bytes, seed_block: int, exclude: str | None = None) -> None:
+        """The chain drew `auditor` (None: nobody) for the job: it must be the one the rules
+        draw; its collateral is locked."""
         j = self.jobs[job_id]
-        eligible = self.eligible(j, exclude)
-        if auditor is None:
-            assert not eligible, f"job {job_id}: nobody drawn, but {eligible} could audit it"
-            return
-        assert auditor in eligible, f"job {job_id}: {auditor} drawn, not in {eligible}"
-        self.stake[auditor] -= self.collateral(j.terms.payment)
-        self.open_jobs[auditor] += 1
+        expected = self.auditor_for(j, seed, seed_block, exclude)
+        assert auditor == expected, f"job {job_id}: {auditor} drawn, the rules draw {expected}"
+        if auditor is not None:
+            self.stake[auditor] -= self.collateral(j.terms.payment)
+            self.open_jobs[auditor] += 1
 
     def open_audit(self, job_id: int, auditor: str | None, requester: str | None, bond: int,
                    draw: bool = False) -> None:

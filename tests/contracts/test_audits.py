@@ -543,6 +543,57 @@ def test_auditors_are_drawn_only_in_the_class_among_servers(h: Harness) -> None:
     assert all(h.market.account(p.address).open_jobs == 0 for p in a[4:6])
 
 
+def join_sybils(h: Harness) -> list[LocalAccount]:
+    """Five more providers join class A, able to audit: the accounts of someone who, knowing a
+    seed's hash, would add members until a draw that read the list as it stands landed on one."""
+    sybils = list(h.b.accounts[4:9])
+    for s in sybils:
+        h.register(s)
+    assert len(h.market.contract.functions.classMembers(CLASS_A).call()) == 7
+    return sybils
+
+
+def test_providers_that_join_after_the_completion_block_are_never_drawn_for_it(h: Harness) -> None:
+    """A random audit reads the class's list as it stood at the completion block. Read as it
+    stands at startAudit, each of these draws would land on one of the five late joiners 5
+    times in 7 (all four missing them: 1 run in 150)."""
+    client, prov, (honest,) = cast(h)
+    jobs = [completed(h, client, prov) for _ in range(4)]
+    sybils = join_sybils(h)
+    for job in jobs:
+        assert start(h, job) == honest
+    assert all(h.market.account(s.address).open_jobs == 0 for s in sybils)
+
+
+def test_providers_that_join_after_a_dispute_are_never_drawn_for_it(h: Harness) -> None:
+    """A requested audit's auditor is drawn by `finalize` from the dispute block's hash, among the
+    members of that block (three draws that would all miss five late joiners: 1 run in 40)."""
+    client, prov, (honest,) = cast(h)
+    jobs = [completed(h, client, prov) for _ in range(3)]
+    for job in jobs:
+        h.op(client, "dispute", *h.done(job))
+    sybils = join_sybils(h)
+    for job in jobs:
+        r = h.op(h.b.accounts[9], "finalize", *h.done(job))
+        (assigned,) = events(h, r, "AuditorAssigned")
+        assert assigned["auditor"] == honest.address
+    assert all(h.market.account(s.address).open_jobs == 0 for s in sybils)
+
+
+def test_a_provider_that_leaves_keeps_its_place_in_the_list(h: Harness) -> None:
+    """Leaving marks the entry instead of moving the last member into it (which would reorder
+    the list under draws whose seed is known); the view lists who is in, in joining order."""
+    client, prov, (x, y) = cast(h, auditors=2)
+    members = h.market.contract.functions.classMembers
+    assert members(CLASS_A).call() == [prov.address, x.address, y.address]
+    h.op(x, "setReproClass", CLASS_B)
+    assert members(CLASS_A).call() == [prov.address, y.address]
+    h.op(x, "setReproClass", CLASS_A)  # back, at the end
+    assert members(CLASS_A).call() == [prov.address, y.address, x.address]
+    job = completed(h, client, prov)
+    assert start(h, job) in (x, y)
+
+
 # ------------------------------------------------------------------ randomness
 
 

@@ -22,8 +22,8 @@ refused later (DeclineTooLate).
 Each step is one transition the model says may happen now, drawn with weights that favour moving
 jobs along, so that deep paths (a tiebreak, a dispute the arbiter lets lapse, a provider that
 leaves and registers again) are reached many times in a bounded run. Whether a job is drawn for
-audit and who is drawn to audit it are the chain's randomness: the test reads them and the model
-checks that the auditor drawn was eligible (or that nobody was when an audit is skipped). After
+audit and who is drawn to audit it are the chain's randomness: the test reads the block hash and
+the model names the auditor the rules draw from it (or nobody), which the chain must have drawn. After
 every step every account's balance, stake, open jobs, status and wallet and the audit pool equal
 the model's, the market holds exactly balances + stakes + pool + escrow, the moved job's state is
 the model's, and no job was paid twice. Refused calls are checked against their exact custom
@@ -47,6 +47,7 @@ from random import Random
 from typing import Any
 
 import pytest
+from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from hearth.chain.types import ZERO_ADDRESS, Completion, posted_from_event, result_commitment
@@ -64,7 +65,7 @@ from tests.contracts.model import FINAL, JUMP, PARAMS, SignedOffer
 from tests.contracts.world import MODELS, World
 
 # HEARTH_SM_EXAMPLES: fewer examples while developing (the counts then fall short of MIN_COUNT)
-EXAMPLES, STEPS, MIN_COUNT = int(os.environ.get("HEARTH_SM_EXAMPLES", "100")), 80, 5
+EXAMPLES, STEPS, MIN_COUNT = int(os.environ.get("HEARTH_SM_EXAMPLES", "100")), 90, 5
 PAYMENTS = (TOKEN // 4, TOKEN, 3 * TOKEN)  # collateral below, at and above the floor
 THIRD = b"\x33" * 32  # a second wrong output: three different outputs go to the arbiter
 FOURTH = b"\x44" * 32
@@ -159,6 +160,11 @@ class MarketMachine(RuleBasedStateMachine):
         j = self.m.jobs[job_id]
         result = j.result.as_tuple() if j.result else (b"\0" * 32, 0)
         return job_id, j.terms.as_tuple(), result
+
+    def seed(self, block: int, job_id: int, tag: str) -> bytes:
+        """The seed a draw reads: the block's hash, the job id and what is drawn (JobAudits)."""
+        h = bytes(self.h.b.w3.eth.get_block(block)["hash"])
+        return keccak(abi_encode(["bytes32", "uint256", "string"], [h, job_id, tag]))
 
     def events(self, receipt: Any, name: str) -> list[Any]:
         return [e["args"] for e in getattr(self.h.market.contract.events, name)().process_receipt(
@@ -340,9 +346,9 @@ class MarketMachine(RuleBasedStateMachine):
                             list(models))
                 return
             cls = rnd.choice([CLASS_A, CLASS_A, CLASS_A, CLASS_B])
-            self.tx(p, "register", stake, 0, cls, list(models))
+            r = self.tx(p, "register", stake, 0, cls, list(models))
             m.offer_nonce[addr] += 1  # offers of an earlier registration stay void
-            m.cls[addr] = cls
+            m.join(addr, cls, int(r["blockNumber"]))
             m.balance[addr] -= stake
             m.stake[addr] += stake
             m.status[addr] = "Active"
@@ -375,9 +381,9 @@ class MarketMachine(RuleBasedStateMachine):
             return
         elif kind == "setReproClass":
             cls = CLASS_B if m.cls[addr] == CLASS_A else CLASS_A
-            self.tx(p, "setReproClass", cls)
+            r = self.tx(p, "setReproClass", cls)
             m.offer_nonce[addr] += 1  # offers of the old class are void
-            m.cls[addr] = cls
+            m.join(addr, cls, int(r["blockNumber"]))
         elif kind == "unbond":
             self.tx(p, "unbond")
             m.status[addr], m.unbond_at[addr] = "Unbonding", m.now
@@ -396,7 +402,7 @@ class MarketMachine(RuleBasedStateMachine):
             m.balance[addr] += m.stake[addr]
             m.stake[addr] = 0
             m.status[addr], m.serves[addr] = "None", set()
-            del m.cls[addr]
+            m.leave(addr)
             assert not any(self.h.market.serves(addr, x) for x in MODELS)
         COUNTS[kind] += 1
 
@@ -621,10 +627,10 @@ class MarketMachine(RuleBasedStateMachine):
         job_id = rnd.choice(self.completed_past_window(True))
         r = self.tx(rnd.choice(self.everyone), "startAudit", *self.done(job_id))
         auditor = self.drawn(r, job_id, 0)
-        self.m.draw(job_id, auditor)
-        provider_class = self.m.cls[self.m.jobs[job_id].terms.provider]
-        alone = sum(c == provider_class for c in self.m.cls.values()) < 2
-        if auditor is None and alone:  # nobody can check it: the result stands
+        result = self.m.jobs[job_id].result
+        assert result is not None
+        self.m.draw(job_id, auditor, self.seed(result.block, job_id, "draw"), result.block)
+        if auditor is None and self.m.alone(self.m.jobs[job_id].terms.provider):  # nobody can check it: the result stands
             assert len(self.events(r, "AuditSkipped")) == 1
             self.paid_once(job_id, r)
             self.m.pay_provider(job_id)
@@ -743,11 +749,13 @@ class MarketMachine(RuleBasedStateMachine):
         au = j.audit
         assert au is not None
         state, ph = j.state, au.phase
+        draw_block = int(self.h.market.contract.functions.getAudit(job_id).call()[8])
         r = self.tx(rnd.choice(self.everyone), "finalize", *self.done(job_id))
         if state == "Audited" and ph == "Draw":
             round_ = len(au.auditors)  # 0: a dispute's auditor, 1: the tiebreaker
             drawn = self.drawn(r, job_id, round_)
-            m.draw(job_id, drawn, exclude=au.auditors[0] if round_ else None)
+            seed = self.seed(draw_block, job_id, "tiebreak" if round_ else "draw")
+            m.draw(job_id, drawn, seed, draw_block, exclude=au.auditors[0] if round_ else None)
             if drawn is None:
                 self.to_arbiter(job_id, r)
                 COUNTS["finalize (no tiebreaker: to the arbiter)" if round_ else

@@ -44,8 +44,8 @@ class World:
                   (self.providers[2], MODELS, CLASS_A), (self.providers[3], MODELS, CLASS_B),
                   (self.providers[4], MODELS, CLASS_B))
         for p, models, cls in starts:
-            h.op(p, "register", 10 * TOKEN, 0, cls, list(models))
-            m.cls[p.address] = cls
+            r = h.op(p, "register", 10 * TOKEN, 0, cls, list(models))
+            m.join(p.address, cls, int(r["blockNumber"]))
             m.balance[p.address] -= 10 * TOKEN
             m.stake[p.address] += 10 * TOKEN
             m.status[p.address] = "Active"
