@@ -299,7 +299,8 @@ def _gas_scenario(url: str) -> tuple[dict[str, int], dict[str, Any]]:
 
     def first_look(block_hash: bytes, job: int) -> str:
         """The class member the auditor draw looks at first (JobAudits._draw): the provider
-        itself (skipped, a few thousand gas more) or the auditor."""
+        itself (skipped, a few thousand gas more) or the auditor. The view lists members still
+        in the class and the draw counts left entries too: the same here, where nobody leaves."""
         members = ma.contract.functions.classMembers(REPRO_CLASS).call()
         seed = keccak(abi_encode(["bytes32", "uint256", "string"], [block_hash, job, "draw"]))
         return str(members[int.from_bytes(seed, "big") % len(members)])
