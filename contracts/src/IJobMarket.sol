@@ -127,6 +127,9 @@ interface IJobMarket {
     /// @param aged a random audit of a job whose completion block's hash had left history: drawn
     ///        whatever it was, so its auditor's reward (the job's audit fee) comes out of the
     ///        provider's payout, not the pool
+    /// @param redrawn its draw already moved once to a later block, nobody having drawn while the
+    ///        hash could be read: the next time, the arbiter decides (whoever started the audit
+    ///        could otherwise wait out every seed it does not like)
     struct Audit {
         address requester;
         uint96 bond;
@@ -138,6 +141,7 @@ interface IJobMarket {
         Phase phase;
         uint64 drawBlock;
         bool aged;
+        bool redrawn;
     }
 
     /// @notice One slot of storage per job.

@@ -19,8 +19,8 @@ library JobAudits {
     /// @notice Gas a call must still have before calling the arbiter: ARBITER_GAS survives
     ///         the 63/64 rule, with room for the call itself and what follows it.
     uint256 internal constant ARBITER_GAS_FLOOR = ARBITER_GAS * 64 / 63 + 10_000;
-    /// @notice Candidates an auditor draw looks at, from a random start in the class's list.
-    uint256 internal constant MAX_DRAW = 16;
+    /// @notice Places in the class's list an auditor draw looks at, each drawn afresh.
+    uint256 internal constant MAX_DRAW = 32;
     /// @notice EIP-2935's block-hash history (Prague): hashes of the last 8,191 blocks, so an
     ///         audit can be drawn after BLOCKHASH's 256-block horizon.
     address internal constant HISTORY = 0x0000F90827F1C53a10cb7A02335B175320002935;
@@ -217,8 +217,14 @@ library JobAudits {
             bytes32 h = _randomAt(au.drawBlock);
             if (h == bytes32(0)) {
                 // Nobody drew while the hash could be read: draw from this block's instead, which
-                // whoever sends this cannot know (the arbiter instead would let a provider that
-                // started its own audit wait it out).
+                // whoever sends this cannot know (the arbiter at once would let a provider that
+                // started its own audit wait it out). Once only: a party that sees the new seed
+                // and does not like it could otherwise wait for yet another.
+                if (au.redrawn) {
+                    _toArbiter(s, p, jobId, terms);
+                    return;
+                }
+                au.redrawn = true;
                 au.drawBlock = uint64(block.number);
                 return;
             }
@@ -439,11 +445,14 @@ library JobAudits {
         }
     }
 
-    /// @dev Draws an auditor: from a random start in the class's list as it stood at `seedBlock`
-    ///      (the block whose hash made `seed`), the first of MAX_DRAW candidates that is still in
-    ///      the class, active, serves the model, is neither the provider nor `exclude`, and has
-    ///      the collateral free, which is locked. Zero if none. A provider that joined after the
-    ///      seed block is never looked at: it could have joined knowing the hash.
+    /// @dev Draws an auditor from the class's list as it stood at `seedBlock` (the block whose
+    ///      hash made `seed`): up to MAX_DRAW entries at independent random places in it, the first
+    ///      that is still in the class, active, serves the model, is neither the provider nor
+    ///      `exclude`, and has the collateral free, which is locked. Zero if none. A provider that
+    ///      joined after the seed block is never looked at (it could have joined knowing the
+    ///      hash), and each look is a fresh place, not the next entry: entries of members that
+    ///      left (or could not audit) hand their turn to nobody in particular, so nobody gains by
+    ///      filling the list with them.
     function _draw(
         Store storage s,
         Params memory p,
@@ -456,10 +465,8 @@ library JobAudits {
         uint256 n = _joinedBy(members, seedBlock);
         if (n == 0) return address(0);
         uint96 collateral = collateralFor(p, terms.payment);
-        uint256 start = uint256(seed) % n;
-        uint256 tries = n < MAX_DRAW ? n : MAX_DRAW;
-        for (uint256 i = 0; i < tries; ++i) {
-            Member memory m = members[(start + i) % n];
+        for (uint256 i = 0; i < MAX_DRAW; ++i) {
+            Member memory m = members[uint256(keccak256(abi.encode(seed, i))) % n];
             address c = m.account;
             if (m.left || c == terms.provider || c == exclude) continue;
             IJobMarket.Account storage a = s.accounts[c];

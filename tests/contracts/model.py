@@ -20,12 +20,25 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
 from hearth.chain.types import Completion, JobTerms
 from hearth.dev.deploy import MarketParams
 from hearth.formats.offers import Offer
 from hearth.formats.units import TOKEN
 
 JUMP = 1_500
+MAX_DRAW = 32  # places an auditor draw looks at (JobAudits.MAX_DRAW)
+
+
+def probes(seed: bytes, n: int) -> list[int]:
+    """The places in a list of n entries that a draw from `seed` looks at, in order: the i-th is
+    keccak256(abi.encode(seed, i)) mod n (none in an empty list)."""
+    if n == 0:
+        return []
+    return [int.from_bytes(keccak(abi_encode(["bytes32", "uint256"], [seed, i])), "big") % n
+            for i in range(MAX_DRAW)]
+
 PARAMS = MarketParams(
     collateral_bps=1000, min_collateral=TOKEN // 10, dispute_window=1_000, dispute_bond=TOKEN // 2,
     arbitration_timeout=1_000, max_completion_window=2_000, unbonding_delay=1_000, min_stake=10 * TOKEN,
@@ -146,15 +159,12 @@ class Model:
                 and self.stake[who] >= self.collateral(t.payment))
 
     def auditor_for(self, job: Job, seed: bytes, seed_block: int, exclude: str | None = None) -> str | None:
-        """The auditor the draw names: from position seed mod n of the class's list as it stood
-        at the seed block (its first n entries, those that joined by then), the first of 16
-        entries that has not left and can audit; None if none of them can."""
+        """The auditor the draw names: among the class's list as it stood at the seed block (its
+        first n entries, those that joined by then), the first of MAX_DRAW places drawn afresh (see
+        probe) whose entry has not left and can audit; None if none of them can."""
         listed = [e for e in self.members.get(self.cls[job.terms.provider], []) if e[1] <= seed_block]
-        if not listed:
-            return None
-        start = int.from_bytes(seed, "big") % len(listed)
-        for i in range(min(len(listed), 16)):
-            who, _, left = listed[(start + i) % len(listed)]
+        for place in probes(seed, len(listed)):
+            who, _, left = listed[place]
             if not left and self.can_audit(job, who, exclude):
                 return str(who)
         return None

@@ -9,12 +9,15 @@ protocol fee; every provider registers 100 HRT of stake and keeps 100 HRT of bal
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from hearth.chain.types import ZERO_ADDRESS, result_commitment
 from hearth.errors import ContractError
 from hearth.formats.units import TOKEN
@@ -34,6 +37,7 @@ from tests.contracts.harness import (
     make_harness,
     phase,
 )
+from tests.contracts.model import probes
 
 PAY = TOKEN
 COLLATERAL = 15 * TOKEN
@@ -517,6 +521,27 @@ def test_an_aged_draw_nobody_sent_in_time_is_drawn_from_a_later_block(h: Harness
     assert assigned["auditor"] == aud.address
 
 
+def test_a_draw_left_to_age_twice_goes_to_the_arbiter(h: Harness) -> None:
+    """The draw moves to a later block once; whoever started the audit and does not like that
+    block's hash cannot wait for another: aged again, the arbiter decides."""
+    client, prov, (aud,) = cast(h)
+    job = completed(h, client, prov, WRONG)
+    with short_history(h):
+        age(h, job)
+        h.op(prov, "startAudit", *h.done(job))
+        mine(h.b, 300)
+        r = h.op(prov, "finalize", *h.done(job))  # moved to this block
+        assert h.audit(job).redrawn and events(h, r, "JobDisputed") == []
+        mine(h.b, 300)  # the provider saw the new seed and let it age out
+        r = h.op(prov, "finalize", *h.done(job))
+    assert events(h, r, "AuditorAssigned") == []
+    (disputed,) = events(h, r, "JobDisputed")
+    assert disputed["bond"] == 0 and h.state(job) == "Disputed"
+    assert h.market.account(aud.address).open_jobs == 0
+    decide(h, job, provider_wins=False)
+    assert h.state(job) == "Refunded"
+
+
 def test_an_aged_job_of_a_provider_alone_in_its_class_is_paid_unaudited(h: Harness) -> None:
     client, prov, _ = cast(h, auditors=0)
     job = completed(h, client, prov)
@@ -578,6 +603,52 @@ def test_providers_that_join_after_a_dispute_are_never_drawn_for_it(h: Harness) 
         (assigned,) = events(h, r, "AuditorAssigned")
         assert assigned["auditor"] == honest.address
     assert all(h.market.account(s.address).open_jobs == 0 for s in sybils)
+
+
+def test_entries_of_members_that_left_hand_their_turn_to_nobody(h: Harness) -> None:
+    """An operator that moves one account in and out of the class leaves a stretch of entries
+    behind it. A draw that walked on from a left entry to the next would give the account after
+    the stretch every draw that starts in it (the review that found this measured 37 of 40);
+    each look at a fresh place gives it its share. On chain: every draw is the rule's."""
+    client, prov, (honest, sybil) = cast(h, auditors=2)
+    for _ in range(15):  # 15 round trips: 15 left entries, then the sybil's live one
+        h.op(sybil, "setReproClass", CLASS_B)
+        h.op(sybil, "setReproClass", CLASS_A)
+    entries = [prov.address, honest.address] + [sybil.address] * 16
+    left = [False, False] + [True] * 15 + [False]
+
+    def draw(seed: bytes) -> str | None:  # the rule (model.probes), over this list
+        return next((entries[i] for i in probes(seed, len(entries)) if not left[i] and entries[i] != prov.address), None)
+
+    for _ in range(3):
+        job = completed(h, client, prov)
+        block = h.results[job].block
+        expected = draw(keccak(abi_encode(["bytes32", "uint256", "string"],
+                                          [bytes(h.b.w3.eth.get_block(block)["hash"]), job, "draw"])))
+        past_window(h, job)
+        r = h.op(h.b.accounts[9], "startAudit", *h.done(job))
+        if expected is None:  # all 32 looks at left entries or the provider: 1 in 44 here
+            assert events(h, r, "AuditorAssigned") == [] and h.state(job) == "Disputed"
+            decide(h, job, provider_wins=True)
+            continue
+        (assigned,) = events(h, r, "AuditorAssigned")
+        assert assigned["auditor"] == expected
+        drawn = acct_of(h, expected)
+        h.commit_audit(drawn, job)
+        h.reveal(drawn.address, job)
+        h.reveal(prov.address, job)
+    # the rule over many seeds: the sybil's share is its share of live auditors (1 of 2, less the
+    # 1 in 44 that go to the arbiter), where walking on from the drawn place gave it 16 of 18
+    wins: Counter[str | None] = Counter()
+    walk: Counter[str] = Counter()
+    for k in range(4000):
+        seed = keccak(k.to_bytes(32, "big"))
+        wins[draw(seed)] += 1
+        i = int.from_bytes(seed, "big") % len(entries)
+        while left[i] or entries[i] == prov.address:
+            i = (i + 1) % len(entries)
+        walk[entries[i]] += 1
+    assert 1800 < wins[sybil.address] < 2150 and wins[None] < 200 and walk[sybil.address] > 3400
 
 
 def test_a_provider_that_leaves_keeps_its_place_in_the_list(h: Harness) -> None:

@@ -138,7 +138,7 @@ class Market:
         r = self.call(self.contract.functions.getAudit(job_id))
         return AuditRecord(str(r[0]), int(r[1]), (str(r[2][0]), str(r[2][1])), (bytes(r[3][0]), bytes(r[3][1])),
                            (bytes(r[4][0]), bytes(r[4][1])), bytes(r[5]), int(r[6]), PHASES[int(r[7])], int(r[8]),
-                           bool(r[9]))
+                           bool(r[9]), bool(r[10]))
 
     def completion(self, job_id: int) -> Completion:
         """What `complete` fixed for a job, from its JobCompleted event."""

@@ -85,6 +85,7 @@ class AuditRecord:
     phase: str
     draw_block: int
     aged: bool = False  # drawn because the completion block's hash had left history
+    redrawn: bool = False  # its draw moved to a later block once already (next time: the arbiter)
 
 
 @dataclass(frozen=True)
