@@ -54,6 +54,7 @@ class World:
         for t in self.treasuries:
             h.s(t)  # tracked by the harness
         self.model0 = m
+        self._calldata: dict[tuple[tuple[str, ...], ...], list[tuple[str, str]]] = {}
         arbiter = Web3.to_checksum_address(h.arbiter_address)
         self.arbiter = b.w3.eth.contract(address=arbiter, abi=artifact("SimpleArbiter")["abi"])
         self.snap = b.snapshot()
@@ -73,14 +74,18 @@ class World:
         raw eth_calls in one batched request to anvil."""
         market, token = self.h.market, self.h.market.token.functions
         c = market.contract.functions
-        calls = [(market.address, c.getAccount(a.address)) for a in everyone]
-        calls += [(market.token.address, token.balanceOf(a.address)) for a in wallets]
-        calls.append((market.token.address, token.balanceOf(market.address)))
-        calls.append((market.address, c.auditPool()))
-        calls += [(market.address, c.offerNonce(a.address)) for a in offerers]
+        key = tuple(tuple(a.address for a in group) for group in (everyone, wallets, offerers))
+        if key not in self._calldata:  # the same every step: ABI-encoding it each time was half a check's time
+            calls = [(market.address, c.getAccount(a.address)) for a in everyone]
+            calls += [(market.token.address, token.balanceOf(a.address)) for a in wallets]
+            calls.append((market.token.address, token.balanceOf(market.address)))
+            calls.append((market.address, c.auditPool()))
+            calls += [(market.address, c.offerNonce(a.address)) for a in offerers]
+            self._calldata[key] = [(to, fn._encode_transaction_data()) for to, fn in calls]
+        data = list(self._calldata[key])
         if job is not None:
-            calls.append((market.address, c.getJob(job)))
-        batch = [("eth_call", [{"to": to, "data": fn._encode_transaction_data()}, "latest"]) for to, fn in calls]
+            data.append((market.address, c.getJob(job)._encode_transaction_data()))
+        batch = [("eth_call", [{"to": to, "data": d}, "latest"]) for to, d in data]
         replies = cast(Any, self.b.w3.provider).make_batch_request(batch)
         raw = [bytes.fromhex(str(r["result"])[2:]) for r in replies]
         n, k, o = len(everyone), len(wallets), len(offerers)
