@@ -503,17 +503,25 @@ def test_a_job_aged_out_of_the_hash_history_is_audited_at_the_providers_expense(
     assert h.pool() == pool + AUDIT_FEE  # the job's audit fee came in, as a settle's would, and nothing went out
 
 
-def test_an_aged_draw_nobody_sent_in_time_is_drawn_from_a_later_block(h: Harness) -> None:
-    """A provider that starts its own aged audit and then lets the draw's hash age out too gets
-    no arbiter to wait out: the next finalize moves the draw to its own block, whose hash the
-    sender cannot know, and the one after draws."""
+def aged_draw_left_to_age(h: Harness, finalizer: LocalAccount | None = None) -> tuple[LocalAccount, LocalAccount, int, Any]:
+    """A wrong job aged out of history, its provider's own audit started, the draw's hash let age
+    out too, then a finalize (by `finalizer`, an outsider by default): provider, auditor, job and
+    that finalize's receipt."""
     client, prov, (aud,) = cast(h)
     job = completed(h, client, prov, WRONG)
     with short_history(h):
         age(h, job)
         h.op(prov, "startAudit", *h.done(job))
         mine(h.b, 300)
-        r = h.op(h.b.accounts[9], "finalize", *h.done(job))
+        r = h.op(finalizer or h.b.accounts[9], "finalize", *h.done(job))
+    return prov, aud, job, r
+
+
+def test_an_aged_draw_nobody_sent_in_time_is_drawn_from_a_later_block(h: Harness) -> None:
+    """A provider that starts its own aged audit and then lets the draw's hash age out too gets
+    no arbiter to wait out: the next finalize moves the draw to its own block, whose hash the
+    sender cannot know, and the one after draws."""
+    _, aud, job, r = aged_draw_left_to_age(h)
     assert events(h, r, "AuditorAssigned") == [] and events(h, r, "JobDisputed") == []
     assert (h.state(job), h.audit(job).phase, h.audit(job).draw_block) == ("Audited", "Draw", r["blockNumber"])
     r = h.op(h.b.accounts[9], "finalize", *h.done(job))
@@ -524,14 +532,10 @@ def test_an_aged_draw_nobody_sent_in_time_is_drawn_from_a_later_block(h: Harness
 def test_a_draw_left_to_age_twice_goes_to_the_arbiter(h: Harness) -> None:
     """The draw moves to a later block once; whoever started the audit and does not like that
     block's hash cannot wait for another: aged again, the arbiter decides."""
-    client, prov, (aud,) = cast(h)
-    job = completed(h, client, prov, WRONG)
+    prov, aud, job, r = aged_draw_left_to_age(h, h.b.accounts[2])  # the provider: moved to this block
+    assert prov.address == h.b.accounts[2].address
+    assert h.audit(job).redrawn and events(h, r, "JobDisputed") == []
     with short_history(h):
-        age(h, job)
-        h.op(prov, "startAudit", *h.done(job))
-        mine(h.b, 300)
-        r = h.op(prov, "finalize", *h.done(job))  # moved to this block
-        assert h.audit(job).redrawn and events(h, r, "JobDisputed") == []
         mine(h.b, 300)  # the provider saw the new seed and let it age out
         r = h.op(prov, "finalize", *h.done(job))
     assert events(h, r, "AuditorAssigned") == []
